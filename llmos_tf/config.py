@@ -1,0 +1,252 @@
+"""One YAML file fully describes a run.
+
+The schema is a tree of dataclasses, so a typo in the file or in a
+``--set section.key=value`` override is caught before any work starts, with an
+error that names the bad key and lists the valid ones (spaCy-style). The
+``model`` section is checked against the schema of the chosen architecture,
+which each architecture registers in :mod:`llmos_tf.models.registry`.
+
+Example::
+
+    cfg = load_config("configs/sample_bilstm.yaml", ["training.epochs=2"])
+    cfg.training.epochs  # -> 2
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from llmos_tf.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from and how they become batches."""
+
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    format: str | None = None  # csv | tsv | jsonl | parquet | conll; None = from the extension
+    text_column: str | None = None  # None = first of text, sentence
+    label_column: str | None = None  # None = first of label, category
+    validation_fraction: float = 0.1  # stratified split of train when no validation file
+    max_length: int = 64  # tokens per example after tokenization (longer ones are truncated)
+    bucketing: bool = True  # bucket_by_sequence_length (CPU/GPU); False pads every batch to max_length
+    bucket_boundaries: list[int] = field(default_factory=lambda: [8, 16, 24, 32, 48, 64])
+    tpu_mode: bool = False  # fixed shapes: pad to max_length, drop_remainder=True
+    shuffle_buffer: int = 10000
+
+
+@dataclass
+class TextConfig:
+    """Tokenizer settings (the BiLSTM learns its own WordPiece vocabulary)."""
+
+    vocabulary_size: int = 8000
+    lowercase: bool = True
+    strip_accents: bool = True
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation and checkpointing."""
+
+    epochs: int = 5
+    batch_size: int = 32  # per replica
+    optimizer: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.0  # of all steps, linear warm-up then linear decay when > 0
+    clipnorm: float | None = 1.0
+    monitor: str = "val_accuracy"  # early stopping / best checkpoint metric
+    early_stopping_patience: int = 2  # epochs without improvement; 0 disables
+    log_every_steps: int = 50  # TensorBoard step-level scalars
+    backup_every_steps: int = 200  # BackupAndRestore frequency (resume after kill -9)
+    steps_per_epoch: int | None = None  # cap, for quick runs
+
+
+@dataclass
+class RunConfig:
+    """The whole run: ``name`` picks ``<output_dir>/<name>/``."""
+
+    name: str = "run"
+    task: str = "classification"
+    seed: int = 42
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"architecture": "bilstm"})
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @property
+    def run_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.output_dir) / self.name
+
+    @property
+    def architecture(self) -> str:
+        return str(self.model.get("architecture", "bilstm"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+TASKS = ("classification",)
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check (and gently convert) ``value`` against a dataclass field type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    valid = _field_names(cls)
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{path}'; valid keys{' in ' + where if where else ''}: {', '.join(valid)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, path)
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value``; the value is parsed as YAML (``2`` -> int, ``[1,2]`` -> list)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. training.epochs=3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def config_from_dict(values: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
+    """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`RunConfig`."""
+    tree: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(values))) or {}
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_path(tree, key, value)
+    cfg = _build(RunConfig, tree, "")
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task: unknown task {cfg.task!r}; valid tasks: {', '.join(TASKS)}")
+    from llmos_tf.models import registry  # late: the registry imports TensorFlow
+
+    cfg.model = registry.validate_model_config(cfg.model)
+    _check_ranges(cfg)
+    return cfg
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    d, t = cfg.data, cfg.training
+    if not 0.0 < d.validation_fraction < 1.0:
+        raise ConfigError(f"data.validation_fraction: expected a number between 0 and 1, got {d.validation_fraction}")
+    if d.max_length < 2:
+        raise ConfigError(f"data.max_length: expected at least 2, got {d.max_length}")
+    if t.epochs < 1:
+        raise ConfigError(f"training.epochs: expected at least 1, got {t.epochs}")
+    if t.batch_size < 1:
+        raise ConfigError(f"training.batch_size: expected at least 1, got {t.batch_size}")
+    if t.learning_rate <= 0:
+        raise ConfigError(f"training.learning_rate: expected a positive number, got {t.learning_rate}")
+    if t.optimizer not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"training.optimizer: unknown optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
+    if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
+        raise ConfigError(f"name: {cfg.name!r} is not a valid run name (no '/', not starting with '.')")
+
+
+def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML run config; relative data paths stay relative to the working directory."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    try:
+        return config_from_dict(values, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML: re-running it reproduces the run."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

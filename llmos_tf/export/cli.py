@@ -1,0 +1,38 @@
+"""``llmos export``: a finished run → ``<model_base_path>/<name>/<version>/``."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a run as a SavedModel in TF Serving layout (raw text in)",
+        description="Export a finished run as a SavedModel whose serving_default signature takes raw strings "
+        "(the tokenizer is inside), into TF Serving's <base>/<name>/<version>/ layout, with labels, a model card "
+        "and a warm-up file.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              llmos export --run runs/sample_bilstm --model_base_path saved_models --name sample
+              llmos export --run runs/sst2_bilstm --name sst2_bilstm --version 2 --force
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="finished run folder")
+    p.add_argument("--model_base_path", default="saved_models", help="TF Serving model base path (default: saved_models)")
+    p.add_argument("--name", required=True, help="model name (the folder under the base path)")
+    p.add_argument("--version", type=int, help="version number (default: next free)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing version")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from llmos_tf.export.writer import export_run, main_command
+
+    path = export_run(args.run, args.model_base_path, args.name, version=args.version, force=args.force, command=main_command())
+    print(f"exported {args.run} -> {path}")
+    print(f"serve it:  llmos serve --model_base_path {args.model_base_path} --port 8500 --rest_api_port 8501")
+    return 0

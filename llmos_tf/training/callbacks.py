@@ -1,0 +1,119 @@
+"""Callbacks that make a run inspectable in TensorBoard and safe to kill.
+
+* :class:`ValidationReport` – per-epoch validation macro-F1, a confusion-matrix
+  image and the worst misclassified examples as text (the numbers go into
+  ``logs`` so early stopping and checkpoints can monitor ``val_macro_f1``).
+* :class:`LearningRateLogger` – the learning rate every N steps and per epoch.
+* :class:`BestCheckpoint` – keeps the best weights and remembers the best
+  value on disk, so a resumed run does not forget what "best" was.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+from llmos_tf._tf import tf, tf_keras
+from llmos_tf.training.evaluation import classification_metrics, confusion_figure, figure_to_png
+from llmos_tf.training.optimizers import current_learning_rate
+
+
+def metric_mode(monitor: str) -> str:
+    return "min" if "loss" in monitor else "max"
+
+
+class ValidationReport(tf_keras.callbacks.Callback):
+    def __init__(self, dataset: tf.data.Dataset, y_true: np.ndarray, texts: Sequence[str], label_names: Sequence[str], log_dir: str | pathlib.Path, worst_examples: int = 10):
+        super().__init__()
+        self.dataset = dataset
+        self.y_true = np.asarray(y_true)
+        self.texts = list(texts)
+        self.label_names = list(label_names)
+        self.writer = tf.summary.create_file_writer(str(pathlib.Path(log_dir) / "validation"))
+        self.worst_examples = worst_examples
+        self.last_metrics: dict | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.dataset, verbose=0)
+        y_pred = probs.argmax(axis=-1)
+        metrics = classification_metrics(self.y_true, y_pred, self.label_names)
+        self.last_metrics = metrics
+        if logs is not None:
+            logs["val_macro_f1"] = metrics["macro_f1"]
+        png = figure_to_png(confusion_figure(np.asarray(metrics["confusion_matrix"]), self.label_names, f"validation, epoch {epoch + 1}"))
+        with self.writer.as_default(step=epoch):
+            tf.summary.scalar("epoch_macro_f1", metrics["macro_f1"])
+            tf.summary.image("confusion_matrix", tf.image.decode_png(png, channels=4)[None], max_outputs=1)
+            tf.summary.text("worst_misclassified", self._worst_table(probs, y_pred))
+        self.writer.flush()
+
+    def _worst_table(self, probs: np.ndarray, y_pred: np.ndarray) -> str:
+        wrong = np.flatnonzero(y_pred != self.y_true)
+        if wrong.size == 0:
+            return "No misclassified validation examples."
+        confidence = probs[wrong, y_pred[wrong]]
+        rows = ["| text | true | predicted | p |", "|---|---|---|---|"]
+        for i in wrong[np.argsort(-confidence)][: self.worst_examples]:
+            text = self.texts[i].replace("|", "\\|")[:200]
+            rows.append(f"| {text} | {self.label_names[self.y_true[i]]} | {self.label_names[y_pred[i]]} | {probs[i, y_pred[i]]:.2f} |")
+        return "\n".join(rows)
+
+
+class LearningRateLogger(tf_keras.callbacks.Callback):
+    def __init__(self, log_dir: str | pathlib.Path, every_steps: int = 50):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(pathlib.Path(log_dir) / "train"))
+        self.every_steps = max(int(every_steps), 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step % self.every_steps == 0:
+            with self.writer.as_default(step=step):
+                tf.summary.scalar("learning_rate", current_learning_rate(self.model.optimizer))
+
+    def on_epoch_end(self, epoch, logs=None):
+        lr = current_learning_rate(self.model.optimizer)
+        if logs is not None:
+            logs["learning_rate"] = lr
+        self.writer.flush()
+
+
+class BestCheckpoint(tf_keras.callbacks.Callback):
+    def __init__(self, directory: str | pathlib.Path, monitor: str):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.monitor = monitor
+        self.mode = metric_mode(monitor)
+        self.state_path = self.directory / "best.json"
+        self.weights_path = self.directory / "best.weights.h5"
+        self.best = None
+        self.best_epoch = None
+        if self.state_path.is_file() and self.weights_path.is_file():
+            state = json.loads(self.state_path.read_text())
+            self.best, self.best_epoch = state["value"], state["epoch"]
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            available = ", ".join(sorted(logs or {}))
+            raise ValueError(f"training.monitor: metric {self.monitor!r} is not logged; available: {available}")
+        if self._better(float(value)):
+            self.best, self.best_epoch = float(value), epoch + 1
+            tmp = self.weights_path.with_suffix(".tmp.h5")
+            self.model.save_weights(tmp)
+            tmp.replace(self.weights_path)
+            self.state_path.write_text(json.dumps({"value": self.best, "epoch": self.best_epoch, "monitor": self.monitor}))
+
+    def restore(self) -> bool:
+        if self.weights_path.is_file():
+            self.model.load_weights(self.weights_path)
+            return True
+        return False

@@ -1,0 +1,219 @@
+"""``llmos train``: config in, finished run folder out.
+
+Order of work (so that a bad input costs nothing and a killed run loses little):
+
+1. validate config and data (no folder is created before this passes);
+2. create or resume ``runs/<name>/`` (an unfinished folder with the same
+   config is resumed from ``backup/``; a finished one is refused without
+   ``overwrite``);
+3. vocabulary, tf.data pipelines, model and optimizer inside ``strategy.scope()``;
+4. ``fit`` with BackupAndRestore, best-checkpoint, early stopping and
+   TensorBoard logging (scalars, learning rate, hparams, graph, confusion matrix);
+5. restore the best weights, evaluate, write ``model.keras`` and finally
+   ``run.json`` (the completion marker).
+"""
+from __future__ import annotations
+
+import math
+import pathlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from llmos_tf._tf import tf, tf_keras
+from llmos_tf.config import RunConfig, dump_config
+from llmos_tf.data.pipeline import BatchingPlan, count_batches, make_dataset, token_lengths
+from llmos_tf.data.prepare import PreparedData, prepare_classification_data
+from llmos_tf.errors import RunError
+from llmos_tf.models import registry
+from llmos_tf.training import artifacts
+from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, ValidationReport, metric_mode
+from llmos_tf.training.distribute import resolve_strategy
+from llmos_tf.training.evaluation import classification_metrics
+from llmos_tf.training.optimizers import build_optimizer
+
+
+@dataclass
+class TrainResult:
+    run_dir: pathlib.Path
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+    history: dict[str, list[float]]
+
+
+def _prepare_run_dir(cfg: RunConfig, overwrite: bool) -> tuple[pathlib.Path, bool]:
+    """Return (run_dir, resuming)."""
+    run_dir = cfg.run_dir
+    config_text = dump_config(cfg)
+    if run_dir.exists():
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif artifacts.is_finished(run_dir):
+            raise RunError(f"{run_dir}: a finished run already exists; pass --overwrite to replace it or --set name=NEW_NAME")
+        else:
+            saved = run_dir / artifacts.CONFIG_FILE
+            if saved.is_file() and saved.read_text(encoding="utf-8") != config_text:
+                raise RunError(
+                    f"{run_dir}: an unfinished run with a different config is there; "
+                    "re-run with the same config to resume it, or pass --overwrite to start again"
+                )
+            if saved.is_file():
+                return run_dir, True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text_atomic(run_dir / artifacts.CONFIG_FILE, config_text)
+    return run_dir, False
+
+
+def _vocabulary(cfg: RunConfig, data: PreparedData, run_dir: pathlib.Path, arch) -> list[str]:
+    from llmos_tf.text.wordpiece import learn_vocabulary, load_vocabulary, save_vocabulary
+
+    path = run_dir / artifacts.VOCAB_FILE
+    if path.is_file():
+        return load_vocabulary(path)
+    vocab = learn_vocabulary(data.train["text"].tolist(), cfg.text.vocabulary_size, lowercase=cfg.text.lowercase, strip_accents=cfg.text.strip_accents)
+    save_vocabulary(vocab, path)
+    return vocab
+
+
+def _hparams(cfg: RunConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {"architecture": cfg.architecture}
+    for key, value in cfg.model.items():
+        if key != "architecture" and isinstance(value, (int, float, str, bool)):
+            flat[f"model.{key}"] = value
+    t = cfg.training
+    flat.update({
+        "training.learning_rate": t.learning_rate,
+        "training.batch_size": t.batch_size,
+        "training.epochs": t.epochs,
+        "training.optimizer": t.optimizer,
+        "data.max_length": cfg.data.max_length,
+        "data.bucketing": cfg.data.bucketing,
+        "text.vocabulary_size": cfg.text.vocabulary_size,
+        "seed": cfg.seed,
+    })
+    return flat
+
+
+def write_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
+    """Record the hyperparameters for TensorBoard's HParams dashboard."""
+    from tensorboard.plugins.hparams import api as hp
+
+    values = _hparams(cfg)
+    with tf.summary.create_file_writer(str(run_dir)).as_default():
+        hp.hparams_config(
+            hparams=[hp.HParam(name) for name in values],
+            metrics=[
+                hp.Metric("epoch_accuracy", group="validation", display_name="val accuracy"),
+                hp.Metric("epoch_loss", group="validation", display_name="val loss"),
+                hp.Metric("epoch_macro_f1", group="validation", display_name="val macro-F1"),
+            ],
+        )
+        hp.hparams(values, trial_id=cfg.name)
+
+
+def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None) -> TrainResult:
+    """Train the model the config describes; see the module docstring for the steps."""
+    started = time.time()
+    tf_keras.utils.set_random_seed(cfg.seed)
+    data = prepare_classification_data(cfg.data, cfg.seed)
+    arch = registry.get(cfg.architecture)
+    run_dir, resuming = _prepare_run_dir(cfg, overwrite)
+    vocab = _vocabulary(cfg, data, run_dir, arch)
+    data.labels.save(run_dir / artifacts.LABELS_FILE)
+
+    from llmos_tf.text.wordpiece import make_tokenizer
+
+    tokenizer = make_tokenizer(vocab, lowercase=cfg.text.lowercase, strip_accents=cfg.text.strip_accents)
+    dist = resolve_strategy(strategy)
+    replicas = dist.num_replicas_in_sync
+    d = cfg.data
+    plan = BatchingPlan(
+        batch_size=cfg.training.batch_size * replicas,
+        max_length=d.max_length,
+        bucketing=d.bucketing,
+        bucket_boundaries=tuple(d.bucket_boundaries),
+        tpu_mode=d.tpu_mode,
+    )
+    train_texts = data.train["text"].tolist()
+    lengths = token_lengths(train_texts, tokenizer, d.max_length)
+    truncated = int(np.sum(lengths >= d.max_length))
+    steps_per_epoch = count_batches(lengths, plan, training=True)
+    if cfg.training.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.training.steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise RunError(f"data.train: {len(train_texts)} examples make no full batch of {plan.batch_size} in TPU mode; lower training.batch_size")
+    train_ds = make_dataset(train_texts, data.y_train, tokenizer, plan, training=True, seed=cfg.seed, shuffle_buffer=d.shuffle_buffer, repeat=True)
+    eval_plan = BatchingPlan(batch_size=plan.batch_size, max_length=d.max_length, bucketing=False, tpu_mode=False)
+    val_texts = data.validation["text"].tolist()
+    val_ds = make_dataset(val_texts, data.y_validation, tokenizer, eval_plan, training=False)
+    val_inputs = val_ds.map(lambda x, y: x)
+
+    total_steps = steps_per_epoch * cfg.training.epochs
+    with dist.scope():
+        model = arch.build(registry.model_config(cfg.model), registry.BuildContext(num_labels=len(data.labels), vocabulary=vocab, task=cfg.task))
+        model.compile(
+            optimizer=build_optimizer(cfg.training, total_steps),
+            loss=tf_keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            steps_per_execution=1,
+        )
+
+    if not resuming:
+        write_hparams(run_dir, cfg)
+    best = BestCheckpoint(run_dir / artifacts.CHECKPOINT_DIR, cfg.training.monitor)
+    callbacks: list[tf_keras.callbacks.Callback] = [
+        tf_keras.callbacks.BackupAndRestore(str(run_dir / artifacts.BACKUP_DIR), save_freq=max(1, cfg.training.backup_every_steps), delete_checkpoint=False),
+        ValidationReport(val_inputs, data.y_validation, val_texts, data.labels.names, run_dir),
+        LearningRateLogger(run_dir, cfg.training.log_every_steps),
+        tf_keras.callbacks.TensorBoard(str(run_dir), update_freq=max(1, cfg.training.log_every_steps), write_graph=True, profile_batch=0),
+        best,
+    ]
+    if cfg.training.early_stopping_patience > 0:
+        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor=cfg.training.monitor, mode=metric_mode(cfg.training.monitor), patience=cfg.training.early_stopping_patience))
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.training.epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    best.restore()
+    val_metrics = classification_metrics(data.y_validation, model.predict(val_inputs, verbose=0).argmax(-1), data.labels.names)
+    metrics: dict[str, Any] = {"validation": val_metrics}
+    if data.test is not None:
+        test_ds = make_dataset(data.test["text"].tolist(), None, tokenizer, eval_plan, training=False, cache=False)
+        metrics["test"] = classification_metrics(data.y_test, model.predict(test_ds, verbose=0).argmax(-1), data.labels.names)
+
+    model_tmp = run_dir / (".tmp-" + artifacts.MODEL_FILE)
+    model.save(model_tmp, include_optimizer=False)
+    model_tmp.replace(run_dir / artifacts.MODEL_FILE)
+    info = {
+        "name": cfg.name,
+        "task": cfg.task,
+        "architecture": cfg.architecture,
+        "labels": data.labels.names,
+        "data": {**data.summary(), "files": {"train": d.train, "validation": d.validation, "test": d.test}, "truncated_train_examples": truncated},
+        "metrics": {k: {m: v[m] for m in ("examples", "accuracy", "macro_f1")} for k, v in metrics.items()},
+        "best_epoch": best.best_epoch,
+        "monitor": {"name": cfg.training.monitor, "best": best.best},
+        "parameters": int(model.count_params()),
+        "epochs_run": len(history.history.get("loss", [])),
+        "steps_per_epoch": steps_per_epoch,
+        "replicas": replicas,
+        "resumed": resuming,
+        "wall_time_seconds": round(time.time() - started, 1),
+        "command": command,
+        "tensorflow": tf.__version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    artifacts.write_json_atomic(run_dir / "metrics.json", metrics)
+    artifacts.write_json_atomic(run_dir / artifacts.RUN_FILE, info)
+    shutil.rmtree(run_dir / artifacts.BACKUP_DIR, ignore_errors=True)
+    return TrainResult(run_dir=run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})
