@@ -41,10 +41,10 @@ class ValidationReport(tf_keras.callbacks.Callback):
         metrics = classification_metrics(self.y_true, y_pred, self.label_names)
         self.last_metrics = metrics
         if logs is not None:
-            logs["val_macro_f1"] = metrics["macro_f1"]
+            logs["val_macro_f1"] = metrics["macro_f1"]  # monitorable; Keras' callback logs it as epoch_macro_f1
         png = figure_to_png(confusion_figure(np.asarray(metrics["confusion_matrix"]), self.label_names, f"validation, epoch {epoch + 1}"))
-        with self.writer.as_default(step=epoch):
-            tf.summary.scalar("epoch_macro_f1", metrics["macro_f1"])
+        # record_if(True): Keras' TensorBoard callback gates summaries on its own update_freq
+        with self.writer.as_default(step=epoch), tf.summary.record_if(True):
             tf.summary.image("confusion_matrix", tf.image.decode_png(png, channels=4)[None], max_outputs=1)
             tf.summary.text("worst_misclassified", self._worst_table(probs, y_pred))
         self.writer.flush()
@@ -67,10 +67,13 @@ class LearningRateLogger(tf_keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(pathlib.Path(log_dir) / "train"))
         self.every_steps = max(int(every_steps), 1)
 
+    def on_train_begin(self, logs=None):
+        self.step = int(self.model.optimizer.iterations.numpy())
+
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        if step % self.every_steps == 0:
-            with self.writer.as_default(step=step):
+        self.step += 1  # a Python counter: reading the variable every batch would slow training
+        if self.step % self.every_steps == 0:
+            with self.writer.as_default(step=self.step), tf.summary.record_if(True):
                 tf.summary.scalar("learning_rate", current_learning_rate(self.model.optimizer))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -107,7 +110,7 @@ class BestCheckpoint(tf_keras.callbacks.Callback):
             raise ValueError(f"training.monitor: metric {self.monitor!r} is not logged; available: {available}")
         if self._better(float(value)):
             self.best, self.best_epoch = float(value), epoch + 1
-            tmp = self.weights_path.with_suffix(".tmp.h5")
+            tmp = self.directory / "best-tmp.weights.h5"  # keep the .weights.h5 suffix: it selects the format
             self.model.save_weights(tmp)
             tmp.replace(self.weights_path)
             self.state_path.write_text(json.dumps({"value": self.best, "epoch": self.best_epoch, "monitor": self.monitor}))

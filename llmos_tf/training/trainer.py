@@ -45,6 +45,15 @@ class TrainResult:
     history: dict[str, list[float]]
 
 
+class StartStep(tf_keras.callbacks.Callback):
+    """Remembers the optimizer step at which ``fit`` started (non-zero after a resume)."""
+
+    step = 0
+
+    def on_train_begin(self, logs=None):
+        self.step = int(self.model.optimizer.iterations.numpy())
+
+
 def _prepare_run_dir(cfg: RunConfig, overwrite: bool) -> tuple[pathlib.Path, bool]:
     """Return (run_dir, resuming)."""
     run_dir = cfg.run_dir
@@ -165,8 +174,10 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
     if not resuming:
         write_hparams(run_dir, cfg)
     best = BestCheckpoint(run_dir / artifacts.CHECKPOINT_DIR, cfg.training.monitor)
+    start_step = StartStep()
     callbacks: list[tf_keras.callbacks.Callback] = [
         tf_keras.callbacks.BackupAndRestore(str(run_dir / artifacts.BACKUP_DIR), save_freq=max(1, cfg.training.backup_every_steps), delete_checkpoint=False),
+        start_step,  # after BackupAndRestore: sees the restored step counter
         ValidationReport(val_inputs, data.y_validation, val_texts, data.labels.names, run_dir),
         LearningRateLogger(run_dir, cfg.training.log_every_steps),
         tf_keras.callbacks.TensorBoard(str(run_dir), update_freq=max(1, cfg.training.log_every_steps), write_graph=True, profile_batch=0),
@@ -192,7 +203,7 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         metrics["test"] = classification_metrics(data.y_test, model.predict(test_ds, verbose=0).argmax(-1), data.labels.names)
 
     model_tmp = run_dir / (".tmp-" + artifacts.MODEL_FILE)
-    model.save(model_tmp, include_optimizer=False)
+    model.save(model_tmp)
     model_tmp.replace(run_dir / artifacts.MODEL_FILE)
     info = {
         "name": cfg.name,
@@ -208,6 +219,8 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         "steps_per_epoch": steps_per_epoch,
         "replicas": replicas,
         "resumed": resuming,
+        "resumed_from_step": start_step.step,
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
         "wall_time_seconds": round(time.time() - started, 1),
         "command": command,
         "tensorflow": tf.__version__,

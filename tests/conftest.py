@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny data the tests make themselves (no network, no ../shared)."""
+from __future__ import annotations
+
+import csv
+import pathlib
+import random
+
+import pytest
+
+import llmos_tf  # noqa: F401  (selects tf_keras before TensorFlow loads)
+
+POSITIVE = ["great", "wonderful", "lovely", "brilliant", "superb", "delightful", "moving", "funny"]
+NEGATIVE = ["awful", "boring", "dull", "terrible", "tedious", "clumsy", "bland", "painful"]
+NOUNS = ["film", "movie", "story", "cast", "script", "ending", "soundtrack", "plot"]
+
+
+def make_sentiment_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Short review-like sentences whose label follows the adjective: learnable in a few steps."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = POSITIVE if label == "positive" else NEGATIVE
+        noun = rng.choice(NOUNS)
+        extra = " ".join(rng.choice(NOUNS) for _ in range(rng.randint(0, 6)))
+        rows.append((f"the {noun} was {rng.choice(words)} and {rng.choice(words)} {extra}".strip(), label))
+    return rows
+
+
+def write_csv(path: pathlib.Path, rows, header=("text", "label")) -> pathlib.Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, pathlib.Path]:
+    root = tmp_path_factory.mktemp("tiny_data")
+    return {
+        "train": write_csv(root / "train.csv", make_sentiment_rows(240, seed=1)),
+        "test": write_csv(root / "test.csv", make_sentiment_rows(60, seed=2)),
+    }
+
+
+def tiny_config_text(train: pathlib.Path, output_dir: pathlib.Path, name: str = "tiny", epochs: int = 3, extra: str = "") -> str:
+    return f"""
+name: {name}
+seed: 7
+output_dir: {output_dir}
+data:
+  train: {train}
+  validation_fraction: 0.2
+  max_length: 16
+  bucket_boundaries: [4, 8, 12]
+text:
+  vocabulary_size: 120
+model:
+  architecture: bilstm
+  embedding_dim: 16
+  lstm_units: 16
+  dropout: 0.1
+training:
+  epochs: {epochs}
+  batch_size: 16
+  learning_rate: 0.01
+  log_every_steps: 5
+  backup_every_steps: 5
+  early_stopping_patience: 0
+{extra}
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_data) -> pathlib.Path:
+    """One tiny BiLSTM run shared by the evaluate/predict/export/TensorBoard tests."""
+    from llmos_tf.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    config = root / "tiny.yaml"
+    config.write_text(tiny_config_text(tiny_data["train"], root / "runs", epochs=4))
+    assert main(["train", str(config)]) == 0
+    return root / "runs" / "tiny"
