@@ -82,6 +82,7 @@ CLOSERS = (
 )
 QUOTED_WORDS = ("twist", "comedy", "premium", "upgrade", "masterpiece", "experience")
 
+MIN_WORDS, MAX_WORDS = 4, 30
 # clause shapes, weighted: plain, two adjectives, negated, "i thought", verdict, quoted, "what a"
 CLAUSE_KINDS = (0, 0, 0, 0, 1, 1, 1, 2, 3, 3, 4, 4, 5, 6)
 POLARITY = {"positive": (POSITIVE_ADJECTIVES, POSITIVE_VERDICTS), "negative": (NEGATIVE_ADJECTIVES, NEGATIVE_VERDICTS)}
@@ -139,13 +140,13 @@ def _sentiment_sentence(rng: random.Random, label: str) -> str:
         body = _words(_sentiment_clause(rng, label), ", and", _sentiment_clause(rng, label))
     else:  # contrast: the clause after "but" decides
         body = _words(_sentiment_clause(rng, OPPOSITE[label]), ", but", _sentiment_clause(rng, label))
-    sentence = _words(rng.choice(OPENERS), body, rng.choice(CLOSERS))
-    words = sentence.split()
-    if len(words) < 4:
-        sentence = _words(sentence, rng.choice(POLARITY[label][1]))
-    sentence = sentence.replace(" ,", ",")
-    sentence = sentence[0].upper() + sentence[1:] + rng.choice((".", ".", ".", "!", ""))
-    return sentence
+    sentence = _words(rng.choice(OPENERS), body, rng.choice(CLOSERS)).replace(" ,", ",")
+    if len(sentence.split()) > MAX_WORDS:
+        body = body.replace(" ,", ",")
+        sentence = body if len(body.split()) <= MAX_WORDS else _sentiment_clause(rng, label)
+    if len(sentence.split()) < MIN_WORDS:
+        sentence = _words(sentence, ", and", rng.choice(POLARITY[label][1])).replace(" ,", ",")
+    return sentence[0].upper() + sentence[1:] + rng.choice((".", ".", ".", "!", ""))
 
 
 def _unique(rng: random.Random, make: Callable[[random.Random], str], n: int, seen: set[str]) -> list[str]:

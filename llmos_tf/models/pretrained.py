@@ -168,6 +168,9 @@ def _load_keras_hub(source: pathlib.Path, spec: str):
     """(backbone, vocabulary, lowercase) through keras-hub, offline."""
     import keras_hub
 
+    if checkpoint_format(source) == "huggingface" and importlib.util.find_spec("safetensors") is None:
+        raise CheckpointError(f"{source}: reading a Hugging Face checkpoint (model.safetensors) "
+                              "needs the package safetensors: `pip install safetensors`")
     with _hf_offline():
         try:
             backbone = keras_hub.models.BertBackbone.from_preset(str(source))

@@ -195,6 +195,7 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         callbacks=callbacks,
         verbose=verbose,
     )
+    final_step = int(model.optimizer.iterations.numpy())  # before restoring the best weights (they carry optimizer state)
     best.restore()
     val_metrics = classification_metrics(data.y_validation, model.predict(val_inputs, verbose=0).argmax(-1), data.labels.names)
     metrics: dict[str, Any] = {"validation": val_metrics}
@@ -220,7 +221,7 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         "replicas": replicas,
         "resumed": resuming,
         "resumed_from_step": start_step.step,
-        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "optimizer_steps": final_step,
         "wall_time_seconds": round(time.time() - started, 1),
         "command": command,
         "tensorflow": tf.__version__,

