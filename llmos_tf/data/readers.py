@@ -190,6 +190,10 @@ def _delimited_lines(text: str, path, delimiter: str, quoting: int) -> list[int]
     return lines
 
 
+def _drop_stray_carriage_returns(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "")
+
+
 def _read_delimited(path, text: str, delimiter: str, quoting: int) -> tuple[pd.DataFrame, list[int]]:
     lines = _delimited_lines(text, path, delimiter, quoting)
     try:
@@ -265,7 +269,10 @@ def _read_raw(path, fmt: str) -> tuple[pd.DataFrame, list[int]]:
     if fmt == "csv":
         return _read_delimited(path, text, ",", csv.QUOTE_MINIMAL)
     if fmt == "tsv":
-        return _read_delimited(path, text, "\t", csv.QUOTE_NONE)
+        # Unquoted TSV has no way to hold a line break in a field, so only "\n" ends a line.
+        # GLUE's SST-2 train.tsv has a stray "\r" before every tab; the csv module would take it
+        # for a line end and report a one-field row.
+        return _read_delimited(path, _drop_stray_carriage_returns(text), "\t", csv.QUOTE_NONE)
     return _read_jsonl(path, text)
 
 

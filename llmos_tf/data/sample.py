@@ -90,7 +90,8 @@ OPPOSITE = {"positive": "negative", "negative": "positive"}
 
 
 def _words(*parts: str) -> str:
-    return " ".join(" ".join(p.split()) for p in parts if p.strip())
+    """Join non-empty parts with single spaces; a part starting with "," attaches to the previous word."""
+    return " ".join(" ".join(p.split()) for p in parts if p.strip()).replace(" ,", ",")
 
 
 def _intensified(rng: random.Random, adjective: str) -> str:
@@ -140,12 +141,11 @@ def _sentiment_sentence(rng: random.Random, label: str) -> str:
         body = _words(_sentiment_clause(rng, label), ", and", _sentiment_clause(rng, label))
     else:  # contrast: the clause after "but" decides
         body = _words(_sentiment_clause(rng, OPPOSITE[label]), ", but", _sentiment_clause(rng, label))
-    sentence = _words(rng.choice(OPENERS), body, rng.choice(CLOSERS)).replace(" ,", ",")
+    sentence = _words(rng.choice(OPENERS), body, rng.choice(CLOSERS))
     if len(sentence.split()) > MAX_WORDS:
-        body = body.replace(" ,", ",")
         sentence = body if len(body.split()) <= MAX_WORDS else _sentiment_clause(rng, label)
     if len(sentence.split()) < MIN_WORDS:
-        sentence = _words(sentence, ", and", rng.choice(POLARITY[label][1])).replace(" ,", ",")
+        sentence = _words(sentence, ", and", rng.choice(POLARITY[label][1]))
     return sentence[0].upper() + sentence[1:] + rng.choice((".", ".", ".", "!", ""))
 
 
@@ -255,7 +255,7 @@ def _intent_text(rng: random.Random, intent: str) -> str:
         card=rng.choice(CARDS), amount=rng.choice(AMOUNTS), currency=rng.choice(CURRENCIES),
         person=rng.choice(PEOPLE), merchant=rng.choice(MERCHANTS), period=rng.choice(PERIODS),
     )
-    text = _words(rng.choice(PREFIXES), body, rng.choice(SUFFIXES)).replace(" ,", ",")
+    text = _words(rng.choice(PREFIXES), body, rng.choice(SUFFIXES))
     if rng.random() < 0.5:
         text = text[0].upper() + text[1:]
     return text + rng.choice(("", "?", ".", "!")) if not text.endswith("?") else text

@@ -221,3 +221,14 @@ def test_corrupt_parquet(tmp_path):
 def test_unknown_format_name(tmp_path):
     path = write(tmp_path / "d.csv", "text,label\na,b\n")
     assert "unknown data format 'xml'" in error_of(path, format="xml")
+
+
+def test_tsv_with_stray_carriage_returns_reads_like_sst2(tmp_path):
+    """GLUE's SST-2 train.tsv ends every sentence with a stray CR before the tab."""
+    path = tmp_path / "sst2.tsv"
+    path.write_bytes(b"sentence\tlabel\nhide new secretions \r\t0\ncontains no wit , only labored gags \r\t0\nit 's \"good\" \r\t1\n")
+    frame = read_labelled_table(path)
+    assert frame["label"].tolist() == ["0", "0", "1"]
+    assert frame["line"].tolist() == [2, 3, 4]
+    assert "\r" not in "".join(frame["text"])
+    assert frame["text"][2] == 'it \'s "good" '
