@@ -106,14 +106,24 @@ def make_dataset(
     shuffle_buffer: int = 10000,
     repeat: bool = False,
     cache: bool = True,
+    features: Callable[[tf.Tensor], object] | None = None,
 ) -> tf.data.Dataset:
-    """The whole pipeline: tokenize → cache → shuffle(seed) → bucket/pad → (repeat) → prefetch."""
+    """The whole pipeline: tokenize → cache → shuffle(seed) → bucket/pad → (features) → (repeat) → prefetch.
+
+    ``features`` maps a padded id batch to the model's inputs (e.g. BERT's
+    token_ids/padding_mask/segment_ids dict); identity when None.
+    """
     ds = tokenized_examples(texts, labels, truncating(tokenize, plan.max_length))
     if cache:
         ds = ds.cache()
     if training:
         ds = ds.shuffle(min(shuffle_buffer, max(len(texts), 1)), seed=seed, reshuffle_each_iteration=True)
     ds = batch_examples(ds, plan, training=training, labelled=labels is not None)
+    if features is not None:
+        if labels is None:
+            ds = ds.map(features, num_parallel_calls=AUTOTUNE)
+        else:
+            ds = ds.map(lambda x, y: (features(x), y), num_parallel_calls=AUTOTUNE)
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(AUTOTUNE)

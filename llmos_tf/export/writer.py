@@ -75,7 +75,7 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     if final_dir.exists() and not force:
         raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
 
-    module = ClassifierServingModule(run.tokenizer(), run.model, run.labels.names, run.config.data.max_length)
+    module = ClassifierServingModule(run.tokenizer(), run.model, run.labels.names, run.max_length, features=run.architecture.features)
     tmp = temporary_version_dir(model_dir)
     try:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})

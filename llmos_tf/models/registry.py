@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from llmos_tf.errors import ConfigError
 
@@ -21,14 +21,27 @@ class BuildContext:
     num_labels: int
     vocabulary: list[str]
     task: str = "classification"
+    max_length: int = 64
 
 
 @dataclass(frozen=True)
 class Architecture:
+    """How one model family turns text into predictions.
+
+    ``vocabulary(model_cfg, train_texts, text_cfg)`` learns or loads the vocabulary;
+    ``tokenizer(model_cfg, vocabulary, text_cfg, max_length)`` returns a trackable
+    callable mapping raw strings ``[B]`` to ragged int32 ids (it is saved inside the
+    exported SavedModel); ``features(padded_ids)`` maps padded ids to the model's
+    inputs (identity when None); ``build(model_cfg, context)`` returns the tf_keras model.
+    """
+
     name: str
     config_cls: type
-    build: Callable[[Any, BuildContext], Any]  # (config, context) -> tf_keras.Model
-    learns_vocabulary: bool  # True: vocabulary learnt from the training texts
+    build: Callable[[Any, BuildContext], Any]
+    vocabulary: Callable[[Any, Sequence[str], Any], list[str]]
+    tokenizer: Callable[[Any, Sequence[str], Any, int], Any]
+    features: Callable[[Any], Any] | None = None
+    max_length: Callable[[Any, int], int] = lambda cfg, n: n
     description: str = ""
 
 
@@ -68,9 +81,22 @@ def model_config(values: Mapping[str, Any]) -> Any:
     return arch.config_cls(**dict(values))
 
 
+def _wordpiece_vocabulary(cfg, texts, text_cfg) -> list[str]:
+    from llmos_tf.text.wordpiece import learn_vocabulary
+
+    return learn_vocabulary(texts, text_cfg.vocabulary_size, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
+
+
+def _wordpiece_tokenizer(cfg, vocabulary, text_cfg, max_length):
+    from llmos_tf.text.wordpiece import make_tokenizer
+
+    return make_tokenizer(vocabulary, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
+
+
 def _ensure_builtin() -> None:
     if "bilstm" in _REGISTRY:
         return
+    from llmos_tf.models import bert_classifier as bert
     from llmos_tf.models.bilstm import BiLSTMConfig, build_bilstm_classifier
 
     register(
@@ -78,7 +104,20 @@ def _ensure_builtin() -> None:
             name="bilstm",
             config_cls=BiLSTMConfig,
             build=lambda cfg, ctx: build_bilstm_classifier(cfg, vocabulary_size=len(ctx.vocabulary), num_labels=ctx.num_labels),
-            learns_vocabulary=True,
+            vocabulary=_wordpiece_vocabulary,
+            tokenizer=_wordpiece_tokenizer,
             description="masked embedding + bidirectional LSTM + max/mean pooling",
+        )
+    )
+    register(
+        Architecture(
+            name="bert",
+            config_cls=bert.BertClassifierConfig,
+            build=lambda cfg, ctx: bert.build_bert_classifier(cfg, ctx.vocabulary, ctx.num_labels, ctx.max_length),
+            vocabulary=bert.bert_vocabulary,
+            tokenizer=lambda cfg, vocab, text_cfg, max_length: bert.BertTokenIds(vocab, max_length, lowercase=None if cfg.encoder else text_cfg.lowercase),
+            features=bert.bert_features,
+            max_length=bert.effective_max_length,
+            description="BERT encoder (pretrained checkpoint or from scratch) + pooled softmax head",
         )
     )

@@ -30,6 +30,7 @@ def learn_vocabulary(
     *,
     lowercase: bool = True,
     strip_accents: bool = True,
+    reserved_tokens: Sequence[str] = RESERVED_TOKENS,
 ) -> list[str]:
     """Learn a WordPiece vocabulary (keras-hub) from training texts; ``[PAD]`` is id 0."""
     import keras_hub  # Keras 3 package; imported late because it is slow to import
@@ -40,7 +41,7 @@ def learn_vocabulary(
         vocabulary_size=vocabulary_size,
         lowercase=lowercase,
         strip_accents=strip_accents,
-        reserved_tokens=list(RESERVED_TOKENS),
+        reserved_tokens=list(reserved_tokens),
     )
     return list(vocab)
 

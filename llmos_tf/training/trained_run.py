@@ -37,7 +37,9 @@ class TrainedRun:
     @classmethod
     def load(cls, run_dir: str | pathlib.Path) -> "TrainedRun":
         from llmos_tf.text.wordpiece import load_vocabulary
-        import llmos_tf.models.layers  # noqa: F401  (registers custom layers)
+        import llmos_tf.models.bert  # noqa: F401  (registers custom layers)
+        import llmos_tf.models.heads  # noqa: F401
+        import llmos_tf.models.layers  # noqa: F401
 
         run_dir = pathlib.Path(run_dir)
         info = artifacts.read_run_info(run_dir)
@@ -59,21 +61,35 @@ class TrainedRun:
         )
 
     # -- inference ---------------------------------------------------------
-    def tokenizer(self):
-        from llmos_tf.text.wordpiece import make_tokenizer
+    @property
+    def architecture(self):
+        from llmos_tf.models import registry
 
-        return make_tokenizer(self.vocabulary, lowercase=self.config.text.lowercase, strip_accents=self.config.text.strip_accents)
+        return registry.get(self.config.architecture)
+
+    @property
+    def model_config(self):
+        from llmos_tf.models import registry
+
+        return registry.model_config(self.config.model)
+
+    @property
+    def max_length(self) -> int:
+        return self.architecture.max_length(self.model_config, self.config.data.max_length)
+
+    def tokenizer(self):
+        """Raw strings → ragged ids, exactly as in training (also saved inside exports)."""
+        return self.architecture.tokenizer(self.model_config, self.vocabulary, self.config.text, self.max_length)
 
     def _plan(self, batch_size: int = 64) -> BatchingPlan:
-        d = self.config.data
-        return BatchingPlan(batch_size=batch_size, max_length=d.max_length, bucketing=False)
+        return BatchingPlan(batch_size=batch_size, max_length=self.max_length, bucketing=False)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities ``[len(texts), num_labels]`` in input order."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros([0, len(self.labels)], np.float32)
-        ds = make_dataset(texts, None, self.tokenizer(), self._plan(batch_size), training=False, cache=False)
+        ds = make_dataset(texts, None, self.tokenizer(), self._plan(batch_size), training=False, cache=False, features=self.architecture.features)
         return self.model.predict(ds, verbose=0)
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:

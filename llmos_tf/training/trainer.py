@@ -78,12 +78,12 @@ def _prepare_run_dir(cfg: RunConfig, overwrite: bool) -> tuple[pathlib.Path, boo
 
 
 def _vocabulary(cfg: RunConfig, data: PreparedData, run_dir: pathlib.Path, arch) -> list[str]:
-    from llmos_tf.text.wordpiece import learn_vocabulary, load_vocabulary, save_vocabulary
+    from llmos_tf.text.wordpiece import load_vocabulary, save_vocabulary
 
     path = run_dir / artifacts.VOCAB_FILE
     if path.is_file():
         return load_vocabulary(path)
-    vocab = learn_vocabulary(data.train["text"].tolist(), cfg.text.vocabulary_size, lowercase=cfg.text.lowercase, strip_accents=cfg.text.strip_accents)
+    vocab = arch.vocabulary(registry.model_config(cfg.model), data.train["text"].tolist(), cfg.text)
     save_vocabulary(vocab, path)
     return vocab
 
@@ -134,36 +134,36 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
     vocab = _vocabulary(cfg, data, run_dir, arch)
     data.labels.save(run_dir / artifacts.LABELS_FILE)
 
-    from llmos_tf.text.wordpiece import make_tokenizer
-
-    tokenizer = make_tokenizer(vocab, lowercase=cfg.text.lowercase, strip_accents=cfg.text.strip_accents)
+    model_cfg = registry.model_config(cfg.model)
+    d = cfg.data
+    max_length = arch.max_length(model_cfg, d.max_length)
+    tokenizer = arch.tokenizer(model_cfg, vocab, cfg.text, max_length)
     dist = resolve_strategy(strategy)
     replicas = dist.num_replicas_in_sync
-    d = cfg.data
     plan = BatchingPlan(
         batch_size=cfg.training.batch_size * replicas,
-        max_length=d.max_length,
+        max_length=max_length,
         bucketing=d.bucketing,
         bucket_boundaries=tuple(d.bucket_boundaries),
         tpu_mode=d.tpu_mode,
     )
     train_texts = data.train["text"].tolist()
-    lengths = token_lengths(train_texts, tokenizer, d.max_length)
-    truncated = int(np.sum(lengths >= d.max_length))
+    lengths = token_lengths(train_texts, tokenizer, max_length)
+    truncated = int(np.sum(lengths >= max_length))
     steps_per_epoch = count_batches(lengths, plan, training=True)
     if cfg.training.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, cfg.training.steps_per_epoch)
     if steps_per_epoch < 1:
         raise RunError(f"data.train: {len(train_texts)} examples make no full batch of {plan.batch_size} in TPU mode; lower training.batch_size")
-    train_ds = make_dataset(train_texts, data.y_train, tokenizer, plan, training=True, seed=cfg.seed, shuffle_buffer=d.shuffle_buffer, repeat=True)
-    eval_plan = BatchingPlan(batch_size=plan.batch_size, max_length=d.max_length, bucketing=False, tpu_mode=False)
+    train_ds = make_dataset(train_texts, data.y_train, tokenizer, plan, training=True, seed=cfg.seed, shuffle_buffer=d.shuffle_buffer, repeat=True, features=arch.features)
+    eval_plan = BatchingPlan(batch_size=plan.batch_size, max_length=max_length, bucketing=False, tpu_mode=False)
     val_texts = data.validation["text"].tolist()
-    val_ds = make_dataset(val_texts, data.y_validation, tokenizer, eval_plan, training=False)
+    val_ds = make_dataset(val_texts, data.y_validation, tokenizer, eval_plan, training=False, features=arch.features)
     val_inputs = val_ds.map(lambda x, y: x)
 
     total_steps = steps_per_epoch * cfg.training.epochs
     with dist.scope():
-        model = arch.build(registry.model_config(cfg.model), registry.BuildContext(num_labels=len(data.labels), vocabulary=vocab, task=cfg.task))
+        model = arch.build(model_cfg, registry.BuildContext(num_labels=len(data.labels), vocabulary=vocab, task=cfg.task, max_length=max_length))
         model.compile(
             optimizer=build_optimizer(cfg.training, total_steps),
             loss=tf_keras.losses.SparseCategoricalCrossentropy(),
@@ -200,7 +200,7 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
     val_metrics = classification_metrics(data.y_validation, model.predict(val_inputs, verbose=0).argmax(-1), data.labels.names)
     metrics: dict[str, Any] = {"validation": val_metrics}
     if data.test is not None:
-        test_ds = make_dataset(data.test["text"].tolist(), None, tokenizer, eval_plan, training=False, cache=False)
+        test_ds = make_dataset(data.test["text"].tolist(), None, tokenizer, eval_plan, training=False, cache=False, features=arch.features)
         metrics["test"] = classification_metrics(data.y_test, model.predict(test_ds, verbose=0).argmax(-1), data.labels.names)
 
     model_tmp = run_dir / (".tmp-" + artifacts.MODEL_FILE)
