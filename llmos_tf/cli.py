@@ -222,6 +222,47 @@ def _cmd_sample_data(args) -> int:
     return 0
 
 
+# -- doctor --------------------------------------------------------------
+def _add_doctor(sub) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="devices, the strategy --strategy auto would pick, TPU readiness of a config",
+        description="Print the devices TensorFlow sees, the tf.distribute strategy `--strategy auto` would choose, "
+        "and, for a config, what would break on a TPU.",
+        epilog="example:\n  llmos doctor configs/sst2_bert.yaml --set data.tpu_mode=true",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", nargs="?", help="run config to check for TPU readiness")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tpu", help="TPU name (TPUClusterResolver)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(args) -> int:
+    from llmos_tf.training.distribute import describe_choice
+    from llmos_tf.training.doctor import machine_report, tpu_findings
+
+    report = machine_report()
+    report["strategy_auto"] = describe_choice("auto", tpu=args.tpu)
+    if args.config:
+        from llmos_tf.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        report["tpu_findings"] = tpu_findings(cfg)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    rows = [(k, ", ".join(v) if isinstance(v, list) else v) for k, v in report.items() if k != "tpu_findings"]
+    print(_table(rows, "llmos doctor"))
+    if args.config:
+        findings = report["tpu_findings"]
+        print(f"\nTPU readiness of {args.config}: " + ("ready" if not findings else f"{len(findings)} problem(s)"))
+        for item in findings:
+            print(f"  - {item}")
+    return 0
+
+
 # -- optional subcommands from other modules -------------------------------
 def _add_optional(sub) -> None:
     """Subcommands whose modules may add their own parsers (export, serve, ...)."""
@@ -281,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_sample_data(sub)
+    _add_doctor(sub)
     _add_optional(sub)
     return parser
 

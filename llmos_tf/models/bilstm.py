@@ -26,6 +26,7 @@ class BiLSTMConfig:
     lstm_units: int = 128
     lstm_layers: int = 1  # 1 or 2
     dropout: float = 0.3
+    embedding_dropout: float = 0.0  # drops whole embedding channels (SpatialDropout1D)
     recurrent_dropout: float = 0.0
 
 
@@ -33,6 +34,8 @@ def build_bilstm_classifier(config: BiLSTMConfig, *, vocabulary_size: int, num_l
     """A functional tf_keras model: int32 token ids ``[B, T]`` (0 = padding) → probabilities ``[B, num_labels]``."""
     token_ids = tf_keras.Input(shape=(None,), dtype="int32", name="token_ids")
     x = tf_keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(token_ids)
+    if config.embedding_dropout:
+        x = tf_keras.layers.SpatialDropout1D(config.embedding_dropout, name="embedding_dropout")(x)
     for i in range(config.lstm_layers):
         lstm = tf_keras.layers.LSTM(
             config.lstm_units,
