@@ -35,6 +35,7 @@ class DataConfig:
     text_column: str | None = None  # None = first of text, sentence
     label_column: str | None = None  # None = first of label, category
     validation_fraction: float = 0.1  # stratified split of train when no validation file
+    max_train_examples: int | None = None  # stratified, seeded subsample of train (CPU budgets)
     max_length: int = 64  # tokens per example after tokenization (longer ones are truncated)
     bucketing: bool = True  # bucket_by_sequence_length (CPU/GPU); False pads every batch to max_length
     bucket_boundaries: list[int] = field(default_factory=lambda: [8, 16, 24, 32, 48, 64])

@@ -54,6 +54,8 @@ def prepare_classification_data(data_cfg, seed: int) -> PreparedData:
         validation = read(data_cfg.validation)
     else:
         train, validation = stratified_split(train, data_cfg.validation_fraction, seed)
+    if data_cfg.max_train_examples and data_cfg.max_train_examples < len(train):
+        train, _ = stratified_split(train, 1.0 - data_cfg.max_train_examples / len(train), seed)
     labels = LabelMap.from_labels(train["label"].tolist())
     test = read(data_cfg.test) if data_cfg.test else None
     fingerprint = data_fingerprint(
@@ -62,7 +64,8 @@ def prepare_classification_data(data_cfg, seed: int) -> PreparedData:
             "text_column": train.attrs.get("text_column"),
             "label_column": train.attrs.get("label_column"),
             "validation_fraction": None if data_cfg.validation else data_cfg.validation_fraction,
-            "seed": None if data_cfg.validation else seed,
+            "seed": None if data_cfg.validation and not data_cfg.max_train_examples else seed,
+            "max_train_examples": data_cfg.max_train_examples,
         },
     )
     prepared = PreparedData(train=train, validation=validation, labels=labels, fingerprint=fingerprint, test=test)

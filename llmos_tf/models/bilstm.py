@@ -28,12 +28,34 @@ class BiLSTMConfig:
     dropout: float = 0.3
     embedding_dropout: float = 0.0  # drops whole embedding channels (SpatialDropout1D)
     recurrent_dropout: float = 0.0
+    # Initialise the embedding from a BERT checkpoint's WordPiece embeddings (e.g. minilm-l6);
+    # the run then uses that checkpoint's vocabulary and embedding_dim becomes its hidden size.
+    pretrained_embeddings: str | None = None
+    freeze_embeddings: bool = False
+
+
+def pretrained_embedding_matrix(spec: str):
+    """(vocabulary, embedding matrix) of a BERT checkpoint's token embeddings."""
+    from llmos_tf.models.pretrained import load_pretrained_encoder
+
+    encoder, vocabulary, _ = load_pretrained_encoder(spec)
+    return vocabulary, encoder.embeddings.token_embedding.embeddings.numpy()
 
 
 def build_bilstm_classifier(config: BiLSTMConfig, *, vocabulary_size: int, num_labels: int, name: str = "bilstm_classifier") -> tf_keras.Model:
     """A functional tf_keras model: int32 token ids ``[B, T]`` (0 = padding) → probabilities ``[B, num_labels]``."""
     token_ids = tf_keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    x = tf_keras.layers.Embedding(vocabulary_size, config.embedding_dim, mask_zero=True, name="embedding")(token_ids)
+    matrix = None
+    embedding_dim = config.embedding_dim
+    if config.pretrained_embeddings:
+        _, matrix = pretrained_embedding_matrix(config.pretrained_embeddings)
+        if matrix.shape[0] != vocabulary_size:
+            raise ValueError(f"model.pretrained_embeddings: {matrix.shape[0]} rows but the vocabulary has {vocabulary_size} tokens")
+        embedding_dim = int(matrix.shape[1])
+    embedding = tf_keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, trainable=not config.freeze_embeddings, name="embedding")
+    x = embedding(token_ids)
+    if matrix is not None:
+        embedding.set_weights([matrix])
     if config.embedding_dropout:
         x = tf_keras.layers.SpatialDropout1D(config.embedding_dropout, name="embedding_dropout")(x)
     for i in range(config.lstm_layers):

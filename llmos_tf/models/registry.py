@@ -84,12 +84,22 @@ def model_config(values: Mapping[str, Any]) -> Any:
 def _wordpiece_vocabulary(cfg, texts, text_cfg) -> list[str]:
     from llmos_tf.text.wordpiece import learn_vocabulary
 
+    if getattr(cfg, "pretrained_embeddings", None):
+        from llmos_tf.models.pretrained import _load_vocabulary, resolve_checkpoint
+
+        return _load_vocabulary(resolve_checkpoint(cfg.pretrained_embeddings), cfg.pretrained_embeddings)[0]
     return learn_vocabulary(texts, text_cfg.vocabulary_size, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
 
 
 def _wordpiece_tokenizer(cfg, vocabulary, text_cfg, max_length):
     from llmos_tf.text.wordpiece import make_tokenizer
 
+    if getattr(cfg, "pretrained_embeddings", None):
+        from llmos_tf.text.bert_tokenizer import detect_lowercase
+
+        # the checkpoint's own casing and accent rules (BERT uncased strips accents too)
+        lowercase = detect_lowercase(vocabulary)
+        return make_tokenizer(vocabulary, lowercase=lowercase, strip_accents=lowercase)
     return make_tokenizer(vocabulary, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
 
 
