@@ -67,16 +67,20 @@ def _cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, command="llmos " + shlex.join(sys.argv[1:]))
     val = result.metrics["validation"]
+    data = result.info.get("data", {})
     rows = [
         ("run", str(result.run_dir)),
-        ("architecture", result.info["architecture"]),
-        ("parameters", f"{result.info['parameters']:,}"),
-        ("train / validation", f"{result.info['data']['train_examples']} / {result.info['data']['validation_examples']}"),
-        ("epochs run (best)", f"{result.info['epochs_run']} ({result.info['best_epoch']})"),
-        ("val accuracy", _fmt(val["accuracy"])),
-        ("val macro-F1", _fmt(val["macro_f1"])),
+        ("task", result.info.get("task", "classification")),
+        ("architecture", result.info.get("architecture")),
+        ("parameters", f"{result.info.get('parameters', 0):,}"),
+        ("train / validation", f"{data.get('train_examples', '?')} / {data.get('validation_examples', '?')}"),
+        ("epochs run (best)", f"{result.info.get('epochs_run')} ({result.info.get('best_epoch')})"),
     ]
-    if "test" in result.metrics:
+    if result.info.get("task") == "ner":
+        rows += [(f"val {k.replace('_', ' ')}", _fmt(val[k])) for k in ("entity_precision", "entity_recall", "entity_f1", "token_accuracy") if k in val]
+    else:
+        rows += [("val accuracy", _fmt(val["accuracy"])), ("val macro-F1", _fmt(val["macro_f1"]))]
+    if "test" in result.metrics and "accuracy" in result.metrics["test"]:
         rows += [("test accuracy", _fmt(result.metrics["test"]["accuracy"])), ("test macro-F1", _fmt(result.metrics["test"]["macro_f1"]))]
     rows += [
         ("wall time", f"{result.info['wall_time_seconds']} s"),
@@ -106,7 +110,19 @@ def _add_evaluate(sub) -> None:
 def _cmd_evaluate(args) -> int:
     from llmos_tf.training.evaluation import per_class_frame
     from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
 
+    if is_tagger_run(args.model):
+        from llmos_tf.training.conlleval import format_report, per_type_frame
+
+        metrics = TrainedTagger.load(args.model).evaluate(args.data)
+        if args.json:
+            print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}, default=float))
+        else:
+            print(format_report(metrics))
+            print()
+            print(per_type_frame(metrics).round(4).to_string())
+        return 0
     run = TrainedRun.load(args.model)
     metrics = run.evaluate(args.data)
     if args.json:
@@ -155,14 +171,17 @@ def _cmd_predict(args) -> int:
     if args.server:
         return _predict_server(args)
     from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
 
-    run = TrainedRun.load(args.model)
+    run = TrainedTagger.load(args.model) if is_tagger_run(args.model) else TrainedRun.load(args.model)
     texts = list(args.texts)
     if args.data:
         texts += run.read_unlabelled(args.data)
     if not texts:
         raise LlmosError("predict: give texts as arguments or --data FILE")
     frame = run.predict(texts)
+    if not args.json and "tags" in frame:
+        frame = frame.assign(tags=[" ".join(t) for t in frame["tags"]])[["text", "tags"]]
     _print_predictions(frame, args.json)
     return 0
 

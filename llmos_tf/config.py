@@ -95,7 +95,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-TASKS = ("classification",)
+TASKS = ("classification", "ner")
 
 
 def _field_names(cls: type) -> list[str]:

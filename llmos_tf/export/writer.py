@@ -64,6 +64,12 @@ def model_card(run, name: str, version: int, command: str | None, compression: d
 def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None, force: bool = False, command: str | None = None) -> pathlib.Path:
     """Export ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
     from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.training.trained_tagger import is_tagger_run
+
+    if is_tagger_run(run_dir):
+        from llmos_tf.export.tagger import export_tagger_run
+
+        return export_tagger_run(run_dir, model_base_path, name, version=version, force=force, command=command)
 
     check_model_name(name)
     if version is not None and version < 1:

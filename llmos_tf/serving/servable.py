@@ -19,6 +19,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from llmos_tf._tf import tf
+
+
+def register_text_ops() -> None:
+    """Register tensorflow-text's kernels (NormalizeUTF8, WordpieceTokenizeWithOffsets, ...).
+
+    Exports carry their tokenizer as tensorflow-text ops; a process must import
+    the library before loading such a SavedModel, as tensorflow_model_server links it.
+    """
+    import tensorflow_text  # noqa: F401
 from llmos_tf.serving.errors import failed_precondition, invalid_argument
 
 # inputs with this name carry user text: they must be valid UTF-8
@@ -78,6 +87,7 @@ class Servable:
     def load(cls, name: str, version: int, path: str | pathlib.Path) -> "Servable":
         path = pathlib.Path(path)
         signature_defs = read_signature_defs(path)
+        register_text_ops()
         module = tf.saved_model.load(str(path), tags=["serve"])
         return cls(name, version, path, module, signature_defs)
 

@@ -41,7 +41,7 @@ from llmos_tf.config import RunConfig
 from llmos_tf.data.conll import OUTSIDE_TAG, read_conll, tag_label_map
 from llmos_tf.data.labels import LabelMap
 from llmos_tf.data.pipeline import AUTOTUNE, TOKENIZE_CHUNK, BatchingPlan, count_batches
-from llmos_tf.errors import ConfigError, DataError, RunError
+from llmos_tf.errors import ConfigError, RunError
 from llmos_tf.models.bert import PACKAGE
 from llmos_tf.text.alignment import IGNORE_LABEL, encode_words, word_predictions_from_subwords
 from llmos_tf.training import artifacts
@@ -162,6 +162,8 @@ def build_bert_tagger(model_cfg, vocabulary: Sequence[str], num_tags: int, max_l
     from llmos_tf.models.heads import build_token_classifier
 
     encoder = _encoder(model_cfg, vocabulary, max_length)
+    if "pooler" in [layer.name for layer in encoder.layers]:
+        encoder.get_layer("pooler").trainable = False  # a token head never reads it (no gradients)
     if model_cfg.freeze_embeddings:
         encoder.embeddings.trainable = False
     if model_cfg.freeze_layers:
@@ -478,9 +480,9 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
     if truncation["truncated_train_sentences"] or truncation["truncated_validation_sentences"]:
         warnings.warn(
             f"data.max_length={max_length}: {truncation['truncated_train_sentences']} training and "
-            f"{truncation['truncated_validation_sentences']} validation sentences are longer; their last "
-            f"{truncation['dropped_train_words']} / {truncation['dropped_validation_words']} words are dropped "
-            "(not trained on; scored as 'O')"
+            f"{truncation['truncated_validation_sentences']} validation sentences have more subwords; their "
+            f"last {truncation['dropped_train_words']} (training) and {truncation['dropped_validation_words']} "
+            "(validation) words are dropped: not trained on, predicted as 'O'"
         )
     steps_per_epoch = count_batches(lengths, plan, training=True)
     if cfg.training.steps_per_epoch:

@@ -126,6 +126,10 @@ def write_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
 
 def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None) -> TrainResult:
     """Train the model the config describes; see the module docstring for the steps."""
+    if cfg.task == "ner":
+        from llmos_tf.training.tagging import train_tagger
+
+        return train_tagger(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command=command)
     started = time.time()
     tf_keras.utils.set_random_seed(cfg.seed)
     data = prepare_classification_data(cfg.data, cfg.seed)

@@ -1,0 +1,116 @@
+"""Export a finished NER run as a TF Serving version (raw sentences in, one tag per token out).
+
+``serving_default`` (the DESIGN.md contract): input ``text`` tf.string ``[None]``,
+each a sentence whose tokens are separated by single spaces; outputs ``tags``
+tf.string ``[None, max_tokens]`` (one tag per whitespace token, padded with
+``""``) and ``token_count`` int32 ``[None]``. The WordPiece tokenizer, the
+first-subword alignment and the mapping back to tokens all run inside the
+SavedModel; tokens lost to truncation are tagged ``O``.
+
+Example::
+
+    path = export_tagger_run("runs/sample_ner", "saved_models", "sample_ner")
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    fn(text=tf.constant(["Anna Berg joined Acme Corp in Oslo ."]))["tags"]
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+from typing import Sequence
+
+from llmos_tf._tf import tf, tf_keras
+from llmos_tf.errors import RunError
+from llmos_tf.export.layout import check_model_name, next_version, publish, temporary_version_dir
+from llmos_tf.export.signatures import TEXT_SPEC
+from llmos_tf.export.writer import model_card, write_warmup_requests
+from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
+
+SIGNATURE = "serving_default: text -> tags, token_count"
+WARMUP_SENTENCES = ("Anna Berg joined Acme Corp in Oslo .", "hello", "The meeting in Vienna ended without a deal .")
+CHECK_SENTENCES = (
+    "Anna Berg joined Acme Corp in Oslo last year .",
+    "Prices fell sharply in Hong Kong , analysts said .",
+    "U.S. stocks rose ; Zürich-based UBS gained 3.5 % !",
+    "xqzv ☃ lorem",
+    "",
+    "a",
+)
+
+
+class TaggerServingModule(tf.Module):
+    """Tokenizer + token classifier + tag names: sentences in, tags per whitespace token out."""
+
+    def __init__(self, text_encoder, model: tf_keras.Model, tag_names: Sequence[str], outside_tag: str = "O"):
+        super().__init__(name="llmos_tagger")
+        self.text_encoder = text_encoder
+        self.model = model
+        self.tag_names = [str(t) for t in tag_names]
+        self.outside_tag = outside_tag
+
+    @tf.function(input_signature=[TEXT_SPEC])
+    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        enc = encode_words(self.text_encoder, split_words(text), padded=False)
+        token_ids = enc["token_ids"].to_tensor(default_value=self.text_encoder.pad_id)
+        features = {
+            "token_ids": token_ids,
+            "padding_mask": tf.cast(enc["padding_mask"].to_tensor(default_value=False), tf.int32),
+            "segment_ids": enc["segment_ids"].to_tensor(default_value=0),
+        }
+        probabilities = self.model(features, training=False)
+        label_mask = enc["label_mask"].to_tensor(default_value=False)
+        tags, token_count = word_tags_from_subwords(probabilities, label_mask, enc["word_count"], self.tag_names, outside_label=self.outside_tag)
+        return {"tags": tags, "token_count": token_count}
+
+
+def _check_sentences(tagger) -> list[str]:
+    long = " ".join(["Oslo"] * (tagger.max_length + 3))  # longer than max_length: the tail must come back as "O"
+    return [*CHECK_SENTENCES, long]
+
+
+def _verify(saved_dir: pathlib.Path, tagger, sentences: Sequence[str]) -> None:
+    """The reloaded SavedModel must tag exactly as :meth:`TrainedTagger.predict_tags`."""
+    loaded = tf.saved_model.load(str(saved_dir))
+    out = loaded.signatures["serving_default"](text=tf.constant(list(sentences)))
+    counts = out["token_count"].numpy().tolist()
+    got = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(out["tags"].numpy(), counts)]
+    expected = tagger.predict_tags(list(sentences))
+    if got != expected:
+        bad = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
+        raise RunError(f"export check failed: the SavedModel tags {sentences[bad]!r} as {got[bad]} but the run gives {expected[bad]}")
+
+
+def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, version: int | None = None,
+                      force: bool = False, command: str | None = None) -> pathlib.Path:
+    """Export NER ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
+    from llmos_tf.training.trained_tagger import TrainedTagger
+
+    check_model_name(name)
+    if version is not None and version < 1:
+        raise RunError(f"--version: expected a positive integer, got {version}")
+    tagger = TrainedTagger.load(run_dir)
+    model_dir = pathlib.Path(model_base_path) / name
+    version = version if version is not None else next_version(model_dir)
+    final_dir = model_dir / str(version)
+    if final_dir.exists() and not force:
+        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
+
+    module = TaggerServingModule(tagger.text_encoder(), tagger.model, tagger.labels.names)
+    tmp = temporary_version_dir(model_dir)
+    try:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        _verify(tmp, tagger, _check_sentences(tagger))
+        assets = tmp / "assets"
+        assets.mkdir(exist_ok=True)
+        (assets / "labels.txt").write_text("\n".join(tagger.labels.names) + "\n", encoding="utf-8")
+        card = model_card(tagger, name, version, command)
+        card.update(task="ner", signature=SIGNATURE, max_length=tagger.max_length)
+        card["encoder"]["max_length"] = tagger.max_length
+        (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+        write_warmup_requests(tmp, name, WARMUP_SENTENCES)
+        publish(tmp, final_dir, force=force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final_dir

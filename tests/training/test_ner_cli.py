@@ -1,0 +1,35 @@
+"""train → evaluate → predict → export through the CLI for a tiny BERT tagger (NER)."""
+import json
+
+import yaml
+
+from llmos_tf._tf import tf
+from llmos_tf.cli import main
+from llmos_tf.data.sample import write_sample_data
+
+
+def test_ner_through_the_cli(tmp_path, capsys):
+    paths = write_sample_data(tmp_path / "data")
+    config = yaml.safe_load(open("configs/sample_ner.yaml"))
+    config.update(output_dir=str(tmp_path / "runs"), name="ner")
+    config["data"].update(train=str(paths["ner_train"]), validation=str(paths["ner_valid"]))
+    config["training"]["epochs"] = 3
+    (tmp_path / "ner.yaml").write_text(yaml.safe_dump(config))
+    assert main(["train", str(tmp_path / "ner.yaml")]) == 0
+    assert "entity f1" in capsys.readouterr().out
+    run_dir = tmp_path / "runs" / "ner"
+
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(paths["ner_valid"]), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.3 <= metrics["entity_f1"] <= 1.0 and "per_type" in metrics
+
+    assert main(["predict", "--model", str(run_dir), "--json", "Anna Berg flew to Oslo ."]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert row["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"] or len(row["tags"]) == 6
+
+    base = tmp_path / "saved_models"
+    assert main(["export", "--run", str(run_dir), "--model_base_path", str(base), "--name", "ner"]) == 0
+    fn = tf.saved_model.load(str(base / "ner" / "1")).signatures["serving_default"]
+    out = fn(text=tf.constant(["Anna Berg flew to Oslo ."]))
+    assert out["tags"].dtype == tf.string and out["token_count"].numpy().tolist() == [6]
+    assert [t.decode() for t in out["tags"].numpy()[0][:6]] == row["tags"]
