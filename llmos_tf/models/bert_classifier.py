@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import ConfigError
@@ -102,6 +102,14 @@ def build_bert_classifier(cfg: BertClassifierConfig, vocabulary: Sequence[str], 
     if cfg.pooling not in ("mean", "cls"):
         raise ConfigError(f"model.pooling: expected 'mean' or 'cls', got {cfg.pooling!r}")
     encoder = _encoder(cfg, vocabulary, max_length)
+    apply_freezing(encoder, cfg, uses_pooler=cfg.pooling == "cls")
+    return build_sentence_classifier(encoder, num_labels, pooling=cfg.pooling, dropout=cfg.dropout)
+
+
+def apply_freezing(encoder, cfg: BertClassifierConfig, *, uses_pooler: bool) -> None:
+    """Freeze what the config asks (embeddings, lowest N blocks) and an unused pooler (it gets no gradients)."""
+    if not uses_pooler and "pooler" in [layer.name for layer in encoder.layers]:
+        encoder.get_layer("pooler").trainable = False
     if cfg.freeze_embeddings:
         encoder.embeddings.trainable = False
     if cfg.freeze_layers:
@@ -110,7 +118,6 @@ def build_bert_classifier(cfg: BertClassifierConfig, vocabulary: Sequence[str], 
             raise ConfigError(f"model.freeze_layers: {cfg.freeze_layers} > the encoder's {len(blocks)} layers")
         for block in blocks[: cfg.freeze_layers]:
             block.trainable = False
-    return build_sentence_classifier(encoder, num_labels, pooling=cfg.pooling, dropout=cfg.dropout)
 
 
 def checkpoint_positions(cfg: BertClassifierConfig) -> int | None:

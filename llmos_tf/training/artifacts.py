@@ -67,3 +67,15 @@ def read_run_info(run_dir: str | pathlib.Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunError(f"{path}: unreadable run file ({err})") from None
+
+
+def finish_run(run_dir: pathlib.Path, model, metrics: dict[str, Any], info: dict[str, Any]) -> None:
+    """Write the model, metrics and finally ``run.json`` (the completion marker); drop the backup."""
+    import shutil
+
+    model_tmp = run_dir / (".tmp-" + MODEL_FILE)  # keeps the .keras suffix, which picks the format
+    model.save(model_tmp)
+    model_tmp.replace(run_dir / MODEL_FILE)
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_json_atomic(run_dir / RUN_FILE, info)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import pathlib
-import shutil
 import sys
 import time
 import warnings
@@ -158,20 +157,11 @@ def tagger_text_encoder(model_cfg, vocabulary: Sequence[str], text_cfg, max_leng
 
 def build_bert_tagger(model_cfg, vocabulary: Sequence[str], num_tags: int, max_length: int) -> tf_keras.Model:
     """BERT encoder (checkpoint or fresh) + per-token softmax head, with the config's freezing."""
-    from llmos_tf.models.bert_classifier import _encoder
+    from llmos_tf.models.bert_classifier import _encoder, apply_freezing
     from llmos_tf.models.heads import build_token_classifier
 
     encoder = _encoder(model_cfg, vocabulary, max_length)
-    if "pooler" in [layer.name for layer in encoder.layers]:
-        encoder.get_layer("pooler").trainable = False  # a token head never reads it (no gradients)
-    if model_cfg.freeze_embeddings:
-        encoder.embeddings.trainable = False
-    if model_cfg.freeze_layers:
-        blocks = encoder.transformer_layers
-        if model_cfg.freeze_layers > len(blocks):
-            raise ConfigError(f"model.freeze_layers: {model_cfg.freeze_layers} > the encoder's {len(blocks)} layers")
-        for block in blocks[: model_cfg.freeze_layers]:
-            block.trainable = False
+    apply_freezing(encoder, model_cfg, uses_pooler=False)  # a token head never reads the pooler
     return build_token_classifier(encoder, num_tags, dropout=model_cfg.dropout)
 
 
@@ -530,9 +520,6 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
     if data.test is not None:
         metrics["test"] = evaluate_frame(predictor, data.test, tag_names)
 
-    model_tmp = run_dir / (".tmp-" + artifacts.MODEL_FILE)
-    model.save(model_tmp)
-    model_tmp.replace(run_dir / artifacts.MODEL_FILE)
     info = {
         "name": cfg.name,
         "task": NER_TASK,
@@ -555,7 +542,5 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
         "tensorflow": tf.__version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    artifacts.write_json_atomic(run_dir / "metrics.json", metrics)
-    artifacts.write_json_atomic(run_dir / artifacts.RUN_FILE, info)
-    shutil.rmtree(run_dir / artifacts.BACKUP_DIR, ignore_errors=True)
+    artifacts.finish_run(run_dir, model, metrics, info)
     return TrainResult(run_dir=run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})

@@ -14,7 +14,6 @@ Order of work (so that a bad input costs nothing and a killed run loses little):
 """
 from __future__ import annotations
 
-import math
 import pathlib
 import shutil
 import sys
@@ -207,9 +206,6 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         test_ds = make_dataset(data.test["text"].tolist(), None, tokenizer, eval_plan, training=False, cache=False, features=arch.features)
         metrics["test"] = classification_metrics(data.y_test, model.predict(test_ds, verbose=0).argmax(-1), data.labels.names)
 
-    model_tmp = run_dir / (".tmp-" + artifacts.MODEL_FILE)
-    model.save(model_tmp)
-    model_tmp.replace(run_dir / artifacts.MODEL_FILE)
     info = {
         "name": cfg.name,
         "task": cfg.task,
@@ -231,7 +227,5 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         "tensorflow": tf.__version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    artifacts.write_json_atomic(run_dir / "metrics.json", metrics)
-    artifacts.write_json_atomic(run_dir / artifacts.RUN_FILE, info)
-    shutil.rmtree(run_dir / artifacts.BACKUP_DIR, ignore_errors=True)
+    artifacts.finish_run(run_dir, model, metrics, info)
     return TrainResult(run_dir=run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})
