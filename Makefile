@@ -32,7 +32,9 @@ demo: $(STAMP) sample-data
 	$(VENV)/bin/llmos train configs/sample_bilstm.yaml --overwrite
 	$(VENV)/bin/llmos evaluate --model runs/sample_bilstm --data data/sample/sentiment_test.csv
 	$(VENV)/bin/llmos predict --model runs/sample_bilstm "a warm, funny and wonderful film" "a dull, boring mess of a movie"
-	@echo "TensorBoard logs: runs/sample_bilstm  (view with: $(VENV)/bin/tensorboard --logdir runs)"
+	# serve the reference models in saved_models/ and query them over gRPC and REST
+	$(PY) -m llmos_tf.serving.demo --model_base_path saved_models
+	@echo "TensorBoard logs: runs/sample_bilstm  (view with: $(VENV)/bin/llmos tensorboard --logdir runs)"
 
 test: $(DEVSTAMP)
 	$(PY) -m pytest -q
