@@ -53,3 +53,14 @@ def test_rest_predict_both_forms(served):
             result = json.loads(resp.read())
         labels = [row["label"] for row in result[key]] if key == "predictions" else result[key]["label"]
         assert labels == ["positive", "negative"]
+
+
+def test_llmos_predict_against_the_server(served, capsys):
+    from llmos_tf.cli import main
+
+    ready, _ = served
+    assert main(["predict", "--server", f"127.0.0.1:{ready['grpc_port']}", "--model", "tiny", "--json", *TEXTS]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [r["label"] for r in rows] == ["positive", "negative"]
+    assert main(["predict", "--server", f"127.0.0.1:{ready['grpc_port']}", "--model", "nope", "x"]) == 2
+    assert "nope" in capsys.readouterr().err
