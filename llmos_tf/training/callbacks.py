@@ -91,10 +91,12 @@ class BestCheckpoint(tf_keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = metric_mode(monitor)
         self.state_path = self.directory / "best.json"
-        self.weights_path = self.directory / "best.weights.h5"
+        # TensorFlow checkpoint format: it restores into mirrored / multi-worker variables,
+        # which the Keras .weights.h5 loader cannot
+        self.weights_path = self.directory / "best"
         self.best = None
         self.best_epoch = None
-        if self.state_path.is_file() and self.weights_path.is_file():
+        if self.state_path.is_file() and self._exists():
             state = json.loads(self.state_path.read_text())
             self.best, self.best_epoch = state["value"], state["epoch"]
 
@@ -110,13 +112,15 @@ class BestCheckpoint(tf_keras.callbacks.Callback):
             raise ValueError(f"training.monitor: metric {self.monitor!r} is not logged; available: {available}")
         if self._better(float(value)):
             self.best, self.best_epoch = float(value), epoch + 1
-            tmp = self.directory / "best-tmp.weights.h5"  # keep the .weights.h5 suffix: it selects the format
-            self.model.save_weights(tmp)
-            tmp.replace(self.weights_path)
+            # best.json is written after the weights: on resume it never points at a half-written checkpoint
+            self.model.save_weights(str(self.weights_path), save_format="tf")
             self.state_path.write_text(json.dumps({"value": self.best, "epoch": self.best_epoch, "monitor": self.monitor}))
 
+    def _exists(self) -> bool:
+        return self.weights_path.with_suffix(".index").is_file()
+
     def restore(self) -> bool:
-        if self.weights_path.is_file():
-            self.model.load_weights(self.weights_path)
+        if self._exists():
+            self.model.load_weights(str(self.weights_path)).expect_partial()
             return True
         return False

@@ -10,7 +10,7 @@ from tests.conftest import tiny_config_text, write_csv
 
 
 def test_train_writes_a_complete_run(trained_run):
-    for name in ("config.yaml", "vocab.txt", "labels.txt", "model.keras", "run.json", "metrics.json", "checkpoints/best.weights.h5"):
+    for name in ("config.yaml", "vocab.txt", "labels.txt", "model.keras", "run.json", "metrics.json", "checkpoints/best.index"):
         assert (trained_run / name).is_file(), name
     assert not (trained_run / "backup").exists()
     info = json.loads((trained_run / "run.json").read_text())

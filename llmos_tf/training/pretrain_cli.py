@@ -1,0 +1,70 @@
+"""``llmos pretrain``: masked-language-model pretraining of a BERT encoder on plain text."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+EPILOG = textwrap.dedent(
+    """\
+    examples:
+      llmos pretrain --corpus data/sample/corpus.txt --output encoders/sample_bert --epochs 3
+      llmos pretrain --corpus more.txt --encoder encoders/sample_bert --output encoders/sample_bert_2
+      llmos pretrain --corpus domain.txt --encoder minilm-l6 --output encoders/minilm_domain --max_length 128
+    then fine-tune it with `llmos train` and `model: {architecture: bert, encoder: encoders/sample_bert}`.
+    the corpus is UTF-8 text, one passage per line; masking follows BERT (15%, 80/10/10).
+    """
+)
+
+
+def add_pretrain_parser(sub) -> None:
+    """Add the ``pretrain`` subcommand to an argparse subparsers object."""
+    from llmos_tf.training.pretrain_config import PretrainConfig
+
+    d = PretrainConfig()
+    p = sub.add_parser(
+        "pretrain",
+        help="pretrain a BERT encoder with masked language modelling on text files",
+        description="Pretrain (or continue pretraining) a BERT encoder with masked language modelling "
+        "on plain-text files and write an encoder folder usable as `model.encoder` in `llmos train`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files, one passage per line")
+    p.add_argument("--output", required=True, metavar="DIR", help="encoder folder to write (replaced if it is one)")
+    p.add_argument("--encoder", default=None, metavar="SPEC",
+                   help="continue from a checkpoint: minilm-l6, a keras-hub/Hugging Face folder or an "
+                   "encoder folder from `llmos pretrain` (default: new encoder with the sizes below)")
+    for name in ("num_layers", "hidden_dim", "num_heads", "intermediate_dim", "vocabulary_size"):
+        p.add_argument(f"--{name}", type=int, default=getattr(d, name),
+                       help=f"new encoder's {name.replace('_', ' ')} (default {getattr(d, name)}; ignored with --encoder)")
+    p.add_argument("--max_length", type=int, default=d.max_length, help=f"tokens per passage incl. [CLS]/[SEP] (default {d.max_length})")
+    p.add_argument("--mask_rate", type=float, default=d.mask_rate, help=f"fraction of tokens selected for masking (default {d.mask_rate})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--steps_per_epoch", type=int, default=None, help="steps per epoch (default: one pass over the corpus)")
+    p.add_argument("--batch_size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--learning_rate", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras progress output (default 0)")
+    p.set_defaults(func=_cmd_pretrain)
+
+
+def _cmd_pretrain(args) -> int:
+    from llmos_tf.training.pretraining import PretrainConfig, pretrain
+
+    fields = PretrainConfig.__dataclass_fields__
+    config = PretrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    summary = pretrain(config, verbose=args.verbose)
+    fmt = lambda x: f"{x:.4f}" if isinstance(x, float) else str(x)  # noqa: E731
+    rows = [
+        ("encoder", config.encoder or "new"),
+        ("passages", summary["num_passages"]),
+        ("vocabulary", summary["vocabulary_size"]),
+        ("steps", summary["steps"]),
+        ("first loss", summary["first_loss"]),
+        ("last loss", summary["last_loss"]),
+        ("output", summary["output"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("pretrain\n--------")
+    print("\n".join(f"{k.ljust(width)}  {fmt(v)}" for k, v in rows))
+    return 0

@@ -1,0 +1,26 @@
+"""Settings of ``llmos pretrain`` (kept free of TensorFlow so ``llmos --help`` stays fast)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PretrainConfig:
+    """What ``llmos pretrain`` does: its flags map one to one onto these fields."""
+
+    corpus: list[str] = field(default_factory=list)  # text files, one passage per line
+    output: str = "encoders/pretrained"  # llmos encoder folder to write
+    encoder: str | None = None  # continue from a checkpoint spec; None = from scratch
+    num_layers: int = 2
+    hidden_dim: int = 128
+    num_heads: int = 2
+    intermediate_dim: int = 512
+    vocabulary_size: int = 8000  # learnt from the corpus (from scratch only)
+    max_length: int = 64
+    mask_rate: float = 0.15
+    batch_size: int = 32
+    epochs: int = 1
+    steps_per_epoch: int | None = None
+    learning_rate: float = 5e-4
+    seed: int = 42
+

@@ -1,0 +1,138 @@
+"""MLM pretraining: keras-hub masking, a learning MLM head, the CLI, and reuse by `llmos train`."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from llmos_tf._tf import tf, tf_keras
+from llmos_tf.errors import DataError
+from llmos_tf.training.pretraining import (
+    PretrainConfig, build_encoder, build_pretrainer, make_mask_generator, mlm_dataset, read_corpus)
+
+TINY = dict(num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64, vocabulary_size=300,
+            max_length=24, batch_size=16, seed=7)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> pathlib.Path:
+    from llmos_tf.data.sample import write_sample_data
+
+    return write_sample_data(tmp_path_factory.mktemp("pretrain_data"))["corpus"]
+
+
+@pytest.fixture(scope="module")
+def setup(corpus):
+    from llmos_tf.text.bert_tokenizer import BertTextEncoder
+
+    cfg = PretrainConfig(corpus=[str(corpus)], output="unused", **TINY)
+    texts, _ = read_corpus(cfg.corpus)
+    tf_keras.utils.set_random_seed(cfg.seed)
+    encoder, vocabulary, lowercase = build_encoder(cfg, texts)
+    text_encoder = BertTextEncoder(vocabulary, sequence_length=cfg.max_length, lowercase=lowercase,
+                                   strip_accents=lowercase)
+    generator = make_mask_generator(vocabulary, mask_rate=cfg.mask_rate, max_length=cfg.max_length)
+    ds = mlm_dataset(texts, text_encoder, generator, batch_size=cfg.batch_size,
+                     max_length=cfg.max_length, seed=cfg.seed)
+    return cfg, encoder, vocabulary, ds
+
+
+def test_masks_come_from_keras_hub_generator(setup):
+    import keras_hub
+
+    cfg, _, vocabulary, ds = setup
+    index = {t: i for i, t in enumerate(vocabulary)}
+    generator = make_mask_generator(vocabulary, mask_rate=0.15, max_length=cfg.max_length)
+    assert isinstance(generator, keras_hub.layers.MaskedLMMaskGenerator)
+    x, mask_ids, weights = next(iter(ds))
+    ids, positions = x["token_ids"].numpy(), x["mask_positions"].numpy()
+    mask_ids, weights = mask_ids.numpy(), weights.numpy()
+    assert ids.shape == (cfg.batch_size, cfg.max_length)
+    assert positions.shape == mask_ids.shape == weights.shape == (cfg.batch_size, 4)  # ceil(24*0.15)
+    assert (ids == index["[MASK]"]).sum() > 0
+    selected = positions[weights > 0]
+    rows = np.nonzero(weights > 0)[0]
+    assert len(selected) > 0
+    specials = {index["[CLS]"], index["[SEP]"], index["[PAD]"]}
+    assert not set(mask_ids[weights > 0].tolist()) & specials  # originals never special tokens
+    assert (selected > 0).all()  # position 0 is [CLS]
+    pad = x["padding_mask"].numpy()
+    assert (pad[rows, selected] == 1).all()  # only real tokens are selected
+    masked_tokens = ids[rows, selected]
+    assert (masked_tokens == index["[MASK]"]).mean() > 0.5  # 80/10/10 rule
+
+
+def test_mlm_steps_lower_the_loss(setup):
+    cfg, encoder, vocabulary, ds = setup
+    batch = next(iter(ds))
+    model = build_pretrainer(encoder, learning_rate=3e-3)
+    x, y, w = batch
+    before = float(model.masked_loss(y, model(x, training=False), w))
+    assert abs(before - np.log(len(vocabulary))) < 1.5  # random init ~ log(V)
+    fixed = tf.data.Dataset.from_tensors(batch).repeat(15)
+    model.fit(fixed, epochs=1, verbose=0)
+    after = float(model.masked_loss(y, model(x, training=False), w))
+    assert after < before - 0.5, (before, after)
+
+
+@pytest.fixture(scope="module")
+def pretrained_folder(corpus, tmp_path_factory) -> pathlib.Path:
+    from llmos_tf.cli import main
+
+    out = tmp_path_factory.mktemp("enc") / "tiny_encoder"
+    argv = ["pretrain", "--corpus", str(corpus), "--output", str(out), "--epochs", "2", "--steps_per_epoch", "4"]
+    for k, v in TINY.items():
+        argv += [f"--{k}", str(v)]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(argv) == 0  # through the `llmos` command
+    (out.parent / "stdout.txt").write_text(stdout.getvalue())
+    return out
+
+
+def test_cli_writes_loadable_encoder_folder(pretrained_folder):
+    from llmos_tf.models.pretrained import load_encoder
+
+    out = (pretrained_folder.parent / "stdout.txt").read_text()
+    assert "first loss" in out and str(pretrained_folder) in out
+    encoder, vocabulary = load_encoder(pretrained_folder)
+    assert encoder.hidden_dim == 32 and encoder.num_layers == 1
+    assert vocabulary[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert encoder.vocabulary_size == len(vocabulary)
+    summary = json.loads((pretrained_folder / "pretrain.json").read_text())
+    assert summary["steps"] == 8 and len(summary["losses"]) == 2
+    assert summary["corpus_fingerprint"] and summary["config"]["hidden_dim"] == 32
+    assert not list(pretrained_folder.parent.glob(".*tmp*"))
+
+
+def test_folder_works_as_classifier_encoder(pretrained_folder):
+    from llmos_tf.models.bert_classifier import (
+        BertClassifierConfig, _encoder, bert_vocabulary, effective_max_length)
+    from llmos_tf.models.pretrained import load_encoder
+
+    cfg = BertClassifierConfig(encoder=str(pretrained_folder), dropout=0.0)
+    vocabulary = bert_vocabulary(cfg, ["ignored"], text_cfg=None)
+    saved, saved_vocab = load_encoder(pretrained_folder)
+    assert vocabulary == saved_vocab
+    encoder = _encoder(cfg, vocabulary, max_length=16)
+    assert encoder.dropout == 0.0
+    for a, b in zip(encoder.weights, saved.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.warns(UserWarning):
+        assert effective_max_length(cfg, 128) == TINY["max_length"]
+
+
+def test_missing_corpus_names_the_file(tmp_path):
+    from llmos_tf.training.pretraining import pretrain
+
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(DataError, match="nope.txt"):
+        pretrain(PretrainConfig(corpus=[str(missing)], output=str(tmp_path / "out")))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(DataError, match="empty.txt"):
+        read_corpus([empty])
