@@ -45,11 +45,22 @@ BERT_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 class BertTokenIds(tf.Module):
     """Raw strings → ragged ``[CLS] … [SEP]`` ids, truncated to ``sequence_length``."""
 
-    def __init__(self, vocabulary: Sequence[str], sequence_length: int, lowercase: bool | None = None):
+    def __init__(self, vocabulary: Sequence[str], sequence_length: int, lowercase: bool | None = None, strip_accents: bool = False):
         super().__init__(name="bert_token_ids")
         from llmos_tf.text.bert_tokenizer import BertTextEncoder
 
-        self.encoder = BertTextEncoder(list(vocabulary), sequence_length=sequence_length, lowercase=lowercase)
+        self.encoder = BertTextEncoder(list(vocabulary), sequence_length=sequence_length, lowercase=lowercase, strip_accents=strip_accents)
+
+    @classmethod
+    def for_run(cls, cfg: "BertClassifierConfig", vocabulary: Sequence[str], text_cfg, max_length: int) -> "BertTokenIds":
+        """A checkpoint's own casing rules (uncased BERT also strips accents, as its tokenizer did
+        in pretraining); the ``text:`` config for a fresh encoder."""
+        if cfg.encoder:
+            from llmos_tf.text.bert_tokenizer import detect_lowercase
+
+            lowercase = detect_lowercase(vocabulary)
+            return cls(vocabulary, max_length, lowercase=lowercase, strip_accents=lowercase)
+        return cls(vocabulary, max_length, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
         return self.encoder(texts, padded=False)["token_ids"]

@@ -125,7 +125,7 @@ def _ensure_builtin() -> None:
             config_cls=bert.BertClassifierConfig,
             build=lambda cfg, ctx: bert.build_bert_classifier(cfg, ctx.vocabulary, ctx.num_labels, ctx.max_length),
             vocabulary=bert.bert_vocabulary,
-            tokenizer=lambda cfg, vocab, text_cfg, max_length: bert.BertTokenIds(vocab, max_length, lowercase=None if cfg.encoder else text_cfg.lowercase),
+            tokenizer=bert.BertTokenIds.for_run,
             features=bert.bert_features,
             max_length=bert.effective_max_length,
             description="BERT encoder (pretrained checkpoint or from scratch) + pooled softmax head",
