@@ -48,7 +48,7 @@ from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, metr
 from llmos_tf.training.conlleval import conlleval
 from llmos_tf.training.distribute import resolve_strategy
 from llmos_tf.training.optimizers import build_optimizer
-from llmos_tf.training.trainer import StartStep, TrainResult, _hparams, _prepare_run_dir
+from llmos_tf.training.trainer import StartStep, TrainResult, _hparams, _prepare_run_dir, training_facts
 
 NER_TASK = "ner"
 # what an NER run logs per epoch (training.monitor must be one of them)
@@ -527,20 +527,11 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
         "labels": tag_names,
         "data": {**data.summary(), "files": {"train": d.train, "validation": d.validation, "test": d.test}, **truncation},
         "metrics": {k: _summary(v) for k, v in metrics.items()},
-        "best_epoch": best.best_epoch,
-        "monitor": {"name": cfg.training.monitor, "best": best.best},
         "max_length": max_length,
-        "parameters": int(model.count_params()),
-        "epochs_run": len(history.history.get("loss", [])),
-        "steps_per_epoch": steps_per_epoch,
-        "replicas": replicas,
-        "resumed": resuming,
-        "resumed_from_step": start_step.step,
-        "optimizer_steps": final_step,
-        "wall_time_seconds": round(time.time() - started, 1),
-        "command": command,
-        "tensorflow": tf.__version__,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **training_facts(
+            model=model, history=history, best=best, monitor=cfg.training.monitor, steps_per_epoch=steps_per_epoch,
+            replicas=replicas, resumed=resuming, start_step=start_step.step, final_step=final_step, started=started, command=command,
+        ),
     }
     artifacts.finish_run(run_dir, model, metrics, info)
     return TrainResult(run_dir=run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})

@@ -44,6 +44,26 @@ class TrainResult:
     history: dict[str, list[float]]
 
 
+def training_facts(*, model, history, best, monitor: str, steps_per_epoch: int, replicas: int, resumed: bool,
+                   start_step: int, final_step: int, started: float, command: str | None) -> dict[str, Any]:
+    """The part of ``run.json`` every trainer (classifier, tagger) records the same way."""
+    return {
+        "best_epoch": best.best_epoch,
+        "monitor": {"name": monitor, "best": best.best},
+        "parameters": int(model.count_params()),
+        "epochs_run": len(history.history.get("loss", [])),
+        "steps_per_epoch": steps_per_epoch,
+        "replicas": replicas,
+        "resumed": resumed,
+        "resumed_from_step": start_step,
+        "optimizer_steps": final_step,
+        "wall_time_seconds": round(time.time() - started, 1),
+        "command": command,
+        "tensorflow": tf.__version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
 class StartStep(tf_keras.callbacks.Callback):
     """Remembers the optimizer step at which ``fit`` started (non-zero after a resume)."""
 
@@ -213,19 +233,10 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         "labels": data.labels.names,
         "data": {**data.summary(), "files": {"train": d.train, "validation": d.validation, "test": d.test}, "truncated_train_examples": truncated},
         "metrics": {k: {m: v[m] for m in ("examples", "accuracy", "macro_f1")} for k, v in metrics.items()},
-        "best_epoch": best.best_epoch,
-        "monitor": {"name": cfg.training.monitor, "best": best.best},
-        "parameters": int(model.count_params()),
-        "epochs_run": len(history.history.get("loss", [])),
-        "steps_per_epoch": steps_per_epoch,
-        "replicas": replicas,
-        "resumed": resuming,
-        "resumed_from_step": start_step.step,
-        "optimizer_steps": final_step,
-        "wall_time_seconds": round(time.time() - started, 1),
-        "command": command,
-        "tensorflow": tf.__version__,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **training_facts(
+            model=model, history=history, best=best, monitor=cfg.training.monitor, steps_per_epoch=steps_per_epoch,
+            replicas=replicas, resumed=resuming, start_step=start_step.step, final_step=final_step, started=started, command=command,
+        ),
     }
     artifacts.finish_run(run_dir, model, metrics, info)
     return TrainResult(run_dir=run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})
