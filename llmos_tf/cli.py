@@ -80,6 +80,8 @@ def _cmd_train(args) -> int:
         rows += [(f"val {k.replace('_', ' ')}", _fmt(val[k])) for k in ("entity_precision", "entity_recall", "entity_f1", "token_accuracy") if k in val]
     else:
         rows += [("val accuracy", _fmt(val["accuracy"])), ("val macro-F1", _fmt(val["macro_f1"]))]
+        for head, m in val.get("heads", {}).items():
+            rows.append((f"val accuracy [{head}]", _fmt(m["accuracy"])))
     if "test" in result.metrics and "accuracy" in result.metrics["test"]:
         rows += [("test accuracy", _fmt(result.metrics["test"]["accuracy"])), ("test macro-F1", _fmt(result.metrics["test"]["macro_f1"]))]
     rows += [
@@ -104,6 +106,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="a finished run folder (runs/<name>)")
     p.add_argument("--data", required=True, metavar="FILE", help="labelled data file with the run's text and label columns")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
+    p.add_argument("--head", help="which head of a multitask run")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -111,6 +114,8 @@ def _cmd_evaluate(args) -> int:
     from llmos_tf.training.evaluation import per_class_frame
     from llmos_tf.training.trained_run import TrainedRun
     from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
+
+    from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
 
     if is_tagger_run(args.model):
         from llmos_tf.training.conlleval import format_report, per_type_frame
@@ -123,8 +128,10 @@ def _cmd_evaluate(args) -> int:
             print()
             print(per_type_frame(metrics).round(4).to_string())
         return 0
-    run = TrainedRun.load(args.model)
-    metrics = run.evaluate(args.data)
+    if is_multitask_run(args.model):
+        metrics = TrainedMultitask.load(args.model).evaluate(args.data, args.head)
+    else:
+        metrics = TrainedRun.load(args.model).evaluate(args.data)
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}))
         return 0
@@ -162,6 +169,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--version", type=int, help="model version (with --server)")
     p.add_argument("--label", dest="version_label", help="version label (with --server)")
     p.add_argument("--json", action="store_true", help="print one JSON object per text (JSON Lines)")
+    p.add_argument("--head", help="which head of a multitask run")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -173,13 +181,18 @@ def _cmd_predict(args) -> int:
     from llmos_tf.training.trained_run import TrainedRun
     from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
 
-    run = TrainedTagger.load(args.model) if is_tagger_run(args.model) else TrainedRun.load(args.model)
+    from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
+
+    if is_multitask_run(args.model):
+        run = TrainedMultitask.load(args.model)
+    else:
+        run = TrainedTagger.load(args.model) if is_tagger_run(args.model) else TrainedRun.load(args.model)
     texts = list(args.texts)
     if args.data:
         texts += run.read_unlabelled(args.data)
     if not texts:
         raise LlmosError("predict: give texts as arguments or --data FILE")
-    frame = run.predict(texts)
+    frame = run.predict(texts, args.head) if is_multitask_run(args.model) else run.predict(texts)
     if not args.json and "tags" in frame:
         frame = frame.assign(tags=[" ".join(t) for t in frame["tags"]])[["text", "tags"]]
     _print_predictions(frame, args.json)

@@ -71,6 +71,20 @@ class TrainingConfig:
 
 
 @dataclass
+class HeadConfig:
+    """One head of a ``task: multitask`` run: its own data, loss weight and share of the batches."""
+
+    name: str = "head"
+    train: str | None = None
+    validation: str | None = None
+    format: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    loss_weight: float = 1.0
+    sampling_rate: float = 1.0  # relative share of training batches drawn from this head's data
+
+
+@dataclass
 class RunConfig:
     """The whole run: ``name`` picks ``<output_dir>/<name>/``."""
 
@@ -82,6 +96,7 @@ class RunConfig:
     text: TextConfig = field(default_factory=TextConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"architecture": "bilstm"})
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    heads: list[HeadConfig] = field(default_factory=list)  # task: multitask only
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -95,7 +110,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-TASKS = ("classification", "ner")
+TASKS = ("classification", "ner", "multitask")
 
 
 def _field_names(cls: type) -> list[str]:
@@ -120,6 +135,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -225,6 +242,21 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"training.learning_rate: expected a positive number, got {t.learning_rate}")
     if t.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"training.optimizer: unknown optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
+    if cfg.task == "multitask":
+        names = [h.name for h in cfg.heads]
+        if len(names) < 2:
+            raise ConfigError("heads: a multitask run needs at least two heads (name, train, ...)")
+        if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
+            raise ConfigError(f"heads: head names must be distinct identifiers, got {names}")
+        for i, head in enumerate(cfg.heads):
+            if not head.train:
+                raise ConfigError(f"heads[{i}].train: no training file for head {head.name!r}")
+            if head.loss_weight < 0 or head.sampling_rate <= 0:
+                raise ConfigError(f"heads[{i}]: loss_weight must be >= 0 and sampling_rate > 0")
+        if cfg.architecture != "bert":
+            raise ConfigError("model.architecture: a multitask run shares a BERT encoder; set model.architecture=bert")
+    elif cfg.heads:
+        raise ConfigError(f"heads: only used with task: multitask (task is {cfg.task!r})")
     if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
         raise ConfigError(f"name: {cfg.name!r} is not a valid run name (no '/', not starting with '.')")
 

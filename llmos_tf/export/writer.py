@@ -66,6 +66,10 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     from llmos_tf.training.trained_run import TrainedRun
     from llmos_tf.training.trained_tagger import is_tagger_run
 
+    from llmos_tf.training.multitask import is_multitask_run
+
+    if is_multitask_run(run_dir):
+        raise RunError(f"{run_dir}: exporting multitask runs is not supported yet (one signature per head is planned); export single-task runs")
     if is_tagger_run(run_dir):
         from llmos_tf.export.tagger import export_tagger_run
 

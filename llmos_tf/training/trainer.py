@@ -149,6 +149,10 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         from llmos_tf.training.tagging import train_tagger
 
         return train_tagger(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command=command)
+    if cfg.task == "multitask":
+        from llmos_tf.training.multitask import train_multitask
+
+        return train_multitask(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command=command)
     started = time.time()
     tf_keras.utils.set_random_seed(cfg.seed)
     data = prepare_classification_data(cfg.data, cfg.seed)
