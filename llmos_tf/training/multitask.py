@@ -233,6 +233,7 @@ class TrainedMultitask:
     @classmethod
     def load(cls, run_dir: str | pathlib.Path) -> "TrainedMultitask":
         import llmos_tf.models.bert  # noqa: F401  (registers custom layers)
+        import llmos_tf.models.heads  # noqa: F401  (registers MaskedMeanPooling)
         from llmos_tf.config import load_config
         from llmos_tf.models.bert_classifier import BertTokenIds
         from llmos_tf.text.wordpiece import load_vocabulary
