@@ -304,6 +304,9 @@ def _add_optional(sub) -> None:
         pass
     else:
         add_export_parser(sub)
+    from llmos_tf.compression.cli import add_compress_parser
+
+    add_compress_parser(sub)
     try:
         from llmos_tf.serving.cli import add_serve_arguments, run_serve
     except ImportError:

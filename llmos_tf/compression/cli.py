@@ -1,0 +1,75 @@
+"""``llmos compress``: prune, quantize and publish a trained run as labelled model versions."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+
+def add_compress_parser(sub) -> None:
+    p = sub.add_parser(
+        "compress",
+        help="prune and quantize a trained run (TF-MOT, TFLite) and serve the variants as versions",
+        description="Build compressed variants of a finished run (TF-MOT magnitude pruning while fine-tuning, TFLite "
+        "post-training quantization, quantization-aware training), measure each through its string-in serving "
+        "signature (accuracy or entity F1, sparsity, size raw and gzipped, p50 latency at batch 1, throughput at "
+        "batch 32) and publish them as new versions of <model_base_path>/<name>/ with version labels.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              llmos compress --run runs/sample_bilstm --prune --target_sparsity 0.8 --report
+              llmos compress --run runs/sst2_bert --prune --target_sparsity 0.5 --quantize dynamic int8 \\
+                  --model_base_path saved_models --name sst2_bert --publish compressed --tflite_only --report
+              llmos compress --run runs/sample_bilstm --no-prune --quantize float16 --qat
+
+            labels: each published version gets its variant's name as a version label (pruned, pruned_dynamic,
+            ...) and the smallest variant within --max_drop of the dense metric also gets 'compressed'; they are
+            written to <model_base_path>/models.config, so:
+              llmos serve --model_config_file saved_models/models.config --prefer_tflite_model
+            and clients ask for version_label "compressed".
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="finished run folder (classifier or NER tagger)")
+    p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True, help="magnitude pruning with fine-tuning (default: on)")
+    p.add_argument("--target_sparsity", type=float, default=0.8, help="final fraction of zero weights in pruned layers (default 0.8)")
+    p.add_argument("--structured_2_4", action="store_true", help="2:4 structured sparsity (2 zeros in every 4 weights) where TF-MOT supports it")
+    p.add_argument("--no_prune_embeddings", dest="prune_embeddings", action="store_false", help="leave embedding tables dense")
+    p.add_argument("--quantize", nargs="*", default=["dynamic"], metavar="MODE",
+                   help="TFLite variants: dynamic (int8 weights), int8 (full integer, calibrated on training texts), float16; "
+                   "none for no TFLite variant (default: dynamic)")
+    p.add_argument("--qat", action="store_true", help="also quantization-aware training (sparsity-preserving after --prune) → int8 TFLite")
+    p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs while pruning / QAT (default 1)")
+    p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each fine-tuning epoch")
+    p.add_argument("--model_base_path", default="saved_models", help="where variants are published (default: saved_models)")
+    p.add_argument("--name", help="model name under the base path (default: the run's name)")
+    p.add_argument("--publish", choices=("all", "compressed", "none"), default="all",
+                   help="which variants become versions: all (default), only the one labelled compressed, none")
+    p.add_argument("--tflite_only", action="store_true", help="TFLite versions carry no float weights (smaller; serve with --prefer_tflite_model)")
+    p.add_argument("--max_drop", type=float, default=0.01, help="largest metric drop for the 'compressed' label (default 0.01)")
+    p.add_argument("--max_eval_examples", type=int, default=2000, help="cap on validation examples used to score variants (default 2000)")
+    p.add_argument("--report", action="store_true", help="print the report table (it is always saved to <run>/compression/)")
+    p.set_defaults(func=_cmd_compress)
+
+
+def _cmd_compress(args) -> int:
+    from llmos_tf.compression.pipeline import compress
+    from llmos_tf.export.writer import main_command
+
+    quantize = tuple(m for m in args.quantize if m != "none")
+    report = compress(
+        args.run, prune=args.prune, target_sparsity=args.target_sparsity, structured_2_4=args.structured_2_4,
+        prune_embeddings=args.prune_embeddings, quantize=quantize, qat=args.qat, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, model_base_path=args.model_base_path, name=args.name,
+        publish=args.publish, tflite_only=args.tflite_only, max_drop=args.max_drop,
+        max_eval_examples=args.max_eval_examples, command=main_command(),
+    )
+    if args.report:
+        print()
+        print(report.to_text())
+    published = [r for r in report.rows if r.version is not None]
+    if published:
+        print()
+        print(f"published {len(published)} version(s) of {args.model_base_path}/{report.model_name}; serve them with:")
+        print(f"  llmos serve --model_config_file {args.model_base_path}/models.config --prefer_tflite_model")
+    return 0

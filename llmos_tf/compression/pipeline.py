@@ -1,0 +1,298 @@
+"""``llmos compress``: a trained run in, smaller served variants and a measured report out.
+
+For a finished run (BiLSTM or BERT classifier, BERT tagger) it builds the
+variants a user asks for, each exported as a TF Serving version folder with the
+same string-in signature, then measures every one *through that signature*
+(tokenizer included) on the run's validation data:
+
+* ``dense``: the trained model as it is (the reference row);
+* ``pruned``: TF-MOT magnitude pruning to ``target_sparsity`` while fine-tuning,
+  then ``strip_pruning`` (optionally 2:4 structured);
+* ``<base>_<mode>`` for each TFLite ``quantize`` mode (``dynamic`` int8 weights,
+  ``int8`` full-integer calibrated on training texts, ``float16``), where base is
+  ``pruned`` or ``dense``;
+* ``qat_int8`` / ``pruned_qat_int8``: quantization-aware training (sparsity-
+  preserving after pruning), converted to an int8 TFLite model.
+
+Variants are staged under ``<run>/compression/variants/`` and the chosen ones
+are published as new versions of ``<model_base_path>/<name>/`` with version
+labels (the variant name, plus ``compressed`` on the smallest variant whose
+metric stays within ``max_drop`` of the dense model), recorded in
+``<model_base_path>/models.config`` so ``llmos serve --model_config_file`` routes
+labels to them. The report goes to the console, ``report.json``/``report.md``,
+every published model card and TensorBoard.
+
+Example::
+
+    report = compress("runs/sample_bilstm", target_sparsity=0.8, quantize=("dynamic", "int8"),
+                      model_base_path="saved_models", name="sample")
+    report.to_frame()
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from llmos_tf.compression.measure import file_sizes, measure_speed
+from llmos_tf.compression.report import CompressionReport, VariantRow
+from llmos_tf.errors import ConfigError, RunError
+
+QUANTIZE_MODES = ("dynamic", "int8", "float16")
+PUBLISH_CHOICES = ("all", "compressed", "none")
+
+
+@dataclass
+class Variant:
+    """A variant before it is measured: its model (Keras) and, for TFLite variants, the file's bytes."""
+
+    name: str
+    model: Any
+    tflite: bytes | None = None
+    details: dict[str, Any] | None = None
+    sparsity: float | None = None
+
+
+@dataclass
+class ValidationSet:
+    texts: list[str]
+    gold: list  # label names (classifier) or tag lists (tagger)
+
+
+def validation_set(run, max_examples: int | None = None) -> ValidationSet:
+    """The run's own validation data (the split training used), optionally capped."""
+    from llmos_tf.training.trained_tagger import TrainedTagger
+
+    if isinstance(run, TrainedTagger):
+        from llmos_tf.training.tagging import prepare_tagging_data
+
+        frame = prepare_tagging_data(run.config.data, run.config.seed).validation
+        texts = [" ".join(tokens) for tokens in frame["tokens"]]
+        gold = [list(tags) for tags in frame["tags"]]
+    else:
+        from llmos_tf.data.prepare import prepare_classification_data
+
+        frame = prepare_classification_data(run.config.data, run.config.seed).validation
+        texts = frame["text"].astype(str).tolist()
+        gold = frame["label"].astype(str).tolist()
+    if max_examples and len(texts) > max_examples:
+        pick = np.random.default_rng(run.config.seed).choice(len(texts), size=max_examples, replace=False)
+        pick.sort()
+        texts = [texts[i] for i in pick]
+        gold = [gold[i] for i in pick]
+    return ValidationSet(texts, gold)
+
+
+def score(is_tagger: bool, predict: Callable[[Sequence[str]], dict], data: ValidationSet, batch_size: int = 64) -> float:
+    """Accuracy (classifier) or conlleval entity F1 (tagger) of a string-in serving function."""
+    predicted: list = []
+    for start in range(0, len(data.texts), batch_size):
+        out = predict(data.texts[start:start + batch_size])
+        if is_tagger:
+            counts = np.asarray(out["token_count"]).tolist()
+            for row, n in zip(np.asarray(out["tags"]), counts):
+                predicted.append([t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in row[:n]])
+        else:
+            predicted.extend(x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in np.asarray(out["label"]))
+    if is_tagger:
+        from llmos_tf.training.conlleval import conlleval
+
+        return float(conlleval(data.gold, predicted)["entity_f1"])
+    return float(np.mean([p == g for p, g in zip(predicted, data.gold)])) if data.gold else 0.0
+
+
+def _serving_function(version_dir: pathlib.Path, tflite: bool) -> Callable[[Sequence[str]], dict]:
+    """Load a version folder the way ``llmos serve`` does and return texts → outputs."""
+    if tflite:
+        from llmos_tf.serving.tflite_servable import TFLiteServable
+
+        servable = TFLiteServable.load("variant", int(version_dir.name), version_dir)
+    else:
+        from llmos_tf.serving.servable import Servable
+
+        servable = Servable.load("variant", int(version_dir.name), version_dir)
+
+    def predict(texts: Sequence[str]) -> dict:
+        return servable.run("serving_default", {"text": np.array([t.encode("utf-8") for t in texts], dtype=object)})
+
+    return predict
+
+
+def _sparsity(model) -> float:
+    from llmos_tf.compression.pruning import weight_sparsity
+
+    rows = weight_sparsity(model)
+    params = sum(r.params for r in rows)
+    return float(sum(r.sparsity * r.params for r in rows) / params) if params else 0.0
+
+
+def _check_options(target_sparsity: float, quantize: Sequence[str], publish: str, max_drop: float) -> None:
+    if not 0.0 < target_sparsity < 1.0:
+        raise ConfigError(f"--target_sparsity: expected a fraction between 0 and 1 (exclusive), got {target_sparsity}")
+    bad = [m for m in quantize if m not in QUANTIZE_MODES]
+    if bad:
+        raise ConfigError(f"--quantize: unknown mode(s) {', '.join(bad)}; valid: {', '.join(QUANTIZE_MODES)}")
+    if publish not in PUBLISH_CHOICES:
+        raise ConfigError(f"--publish: expected one of {', '.join(PUBLISH_CHOICES)}, got {publish!r}")
+    if max_drop < 0:
+        raise ConfigError(f"--max_drop: expected a non-negative number, got {max_drop}")
+
+
+def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: bool, prune_embeddings: bool,
+                   quantize: Sequence[str], qat: bool, epochs: int, steps_per_epoch: int | None, log_dir: pathlib.Path,
+                   verbose: int = 0, say: Callable[[str], None] = print) -> list[Variant]:
+    """Dense, pruned, quantized and QAT variants of a loaded run (models and TFLite bytes, not yet exported)."""
+    from llmos_tf.compression import run_data
+    from llmos_tf.compression.tflite import convert_to_tflite
+
+    variants = [Variant("dense", run.model, sparsity=_sparsity(run.model))]
+    base = variants[0]
+    if prune:
+        say(f"pruning to {target_sparsity:.0%}{' (2:4)' if structured_2_4 else ''}, fine-tuning {epochs} epoch(s) ...")
+        from llmos_tf.compression.pruning import prune_run
+
+        result = prune_run(
+            run, target_sparsity=target_sparsity, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            structured_2_4=structured_2_4, prune_embeddings=prune_embeddings, log_dir=log_dir / "pruning", verbose=verbose,
+        )
+        details = {
+            "target_sparsity": target_sparsity,
+            "structured_2_4": structured_2_4,
+            "overall_sparsity": result.overall_sparsity,
+            "layers": [_plain(r) for r in result.layers],
+            "not_pruned": [_plain(r) for r in result.skipped],
+        }
+        base = Variant("pruned", result.model, details=details, sparsity=_sparsity(result.model))
+        variants.append(base)
+    representative = run_data.representative_inputs(run, 100) if "int8" in quantize else None
+    example = run_data.representative_inputs(run, 1)
+    for mode in quantize:
+        say(f"converting {base.name} to TFLite ({mode}) ...")
+        conversion = convert_to_tflite(base.model, mode=mode, example_inputs=example, representative=representative)
+        details = {"tflite_mode": mode, "select_tf_ops": conversion.select_tf_ops, "notes": list(conversion.notes), "from": base.name}
+        variants.append(Variant(f"{base.name}_{mode}" if base.name != "dense" else mode, base.model, conversion.content, details, base.sparsity))
+    if qat:
+        from llmos_tf.compression.qat import quantization_aware_train
+
+        say(f"quantization-aware training{' (sparsity-preserving)' if prune else ''} ...")
+        result = quantization_aware_train(run, model=base.model if prune else None, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                          preserve_sparsity=prune, verbose=verbose)
+        conversion = convert_to_tflite(result.model, mode="dynamic", example_inputs=example)
+        details = {
+            "quantized_layers": list(result.quantized_layers),
+            "float_layers": [_plain(r) for r in result.float_layers],
+            "select_tf_ops": conversion.select_tf_ops,
+            "notes": list(conversion.notes),
+        }
+        variants.append(Variant("pruned_qat_int8" if prune else "qat_int8", result.model, conversion.content, details, base.sparsity))
+    return variants
+
+
+def _plain(obj) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
+
+
+def _export_variant(run, variant: Variant, base: pathlib.Path, name: str, *, tflite_only: bool, command: str | None) -> pathlib.Path:
+    from llmos_tf.export.writer import export_model
+
+    compression = {"method": variant.name, **(variant.details or {})}
+    return export_model(run, variant.model, base, name, compression=compression, tflite=variant.tflite,
+                        tflite_only=bool(tflite_only and variant.tflite), command=command)
+
+
+def _choose_compressed(report: CompressionReport, max_drop: float) -> VariantRow | None:
+    dense = report.dense
+    candidates = [r for r in report.rows if r.variant != "dense" and dense is not None and dense.metric - r.metric <= max_drop]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (r.gzip_bytes, -r.metric))
+
+
+def _publish(staged: pathlib.Path, row: VariantRow, model_base_path: pathlib.Path, name: str, labels: list[str],
+             report: CompressionReport) -> int:
+    """Copy a staged version folder into ``<base>/<name>/<next>`` (atomically) and label it."""
+    from llmos_tf.export.layout import next_version, publish, temporary_version_dir
+    from llmos_tf.export.model_server_config import set_version_label
+
+    model_dir = model_base_path / name
+    version = next_version(model_dir)
+    tmp = temporary_version_dir(model_dir)
+    try:
+        shutil.rmtree(tmp)
+        shutil.copytree(staged, tmp)
+        card_path = tmp / "assets" / "llmos.json"
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card["version"] = version
+        card["version_labels"] = labels
+        card["compression"] = {**card.get("compression", {}), "report_row": _plain(row), "report": report.to_dict()}
+        card_path.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+        publish(tmp, model_dir / str(version), force=False)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for label in labels:
+        set_version_label(model_base_path, name, label, version)
+    return version
+
+
+def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity: float = 0.8, structured_2_4: bool = False,
+             prune_embeddings: bool = True, quantize: Sequence[str] = ("dynamic",), qat: bool = False, epochs: int = 1,
+             steps_per_epoch: int | None = None, model_base_path: str | pathlib.Path | None = None, name: str | None = None,
+             publish: str = "all", tflite_only: bool = False, max_drop: float = 0.01, max_eval_examples: int | None = 2000,
+             report_dir: str | pathlib.Path | None = None, command: str | None = None, verbose: int = 0,
+             say: Callable[[str], None] = print) -> CompressionReport:
+    """Build, export, measure and publish compressed variants of a finished run; see the module docstring."""
+    from llmos_tf.compression.run_data import load_trained
+    from llmos_tf.export.layout import check_model_name
+    from llmos_tf.training.trained_tagger import TrainedTagger
+
+    _check_options(target_sparsity, quantize, publish, max_drop)
+    run = load_trained(run_dir)
+    run_dir = pathlib.Path(run_dir)
+    name = check_model_name(name or run.config.name)
+    is_tagger = isinstance(run, TrainedTagger)
+    report_dir = pathlib.Path(report_dir) if report_dir else run_dir / "compression"
+    staging = report_dir / "variants"
+    shutil.rmtree(staging, ignore_errors=True)  # a previous, possibly interrupted, attempt
+    report = CompressionReport(run=str(run_dir), metric="entity_f1" if is_tagger else "accuracy", model_name=name)
+    data = validation_set(run, max_eval_examples)
+    started = time.time()
+    variants = build_variants(run, prune=prune, target_sparsity=target_sparsity, structured_2_4=structured_2_4,
+                              prune_embeddings=prune_embeddings, quantize=quantize, qat=qat, epochs=epochs,
+                              steps_per_epoch=steps_per_epoch, log_dir=report_dir, verbose=verbose, say=say)
+    staged: dict[str, pathlib.Path] = {}
+    for variant in variants:
+        say(f"exporting and measuring {variant.name} ...")
+        path = _export_variant(run, variant, staging, name, tflite_only=tflite_only, command=command)
+        staged[variant.name] = path
+        predict = _serving_function(path, tflite=variant.tflite is not None)
+        metric = score(is_tagger, predict, data)
+        sizes = file_sizes(path / "model.tflite") if variant.tflite is not None else file_sizes(path, exclude=("assets", "assets.extra"))
+        speed = measure_speed(predict, data.texts[:64] or ["hello"])
+        report.add(VariantRow(
+            variant=variant.name, metric=metric, sparsity=float(variant.sparsity or 0.0), size_bytes=sizes.raw_bytes,
+            gzip_bytes=sizes.gzip_bytes, p50_ms_batch1=speed.p50_ms_batch1, throughput_batch32=speed.throughput_batch32,
+            format="tflite" if variant.tflite is not None else "savedmodel", details=variant.details or {},
+        ))
+    if publish != "none" and model_base_path is not None:
+        chosen = _choose_compressed(report, max_drop)
+        for row in report.rows:
+            if row.variant == "dense":
+                continue
+            is_chosen = chosen is not None and row.variant == chosen.variant
+            if publish == "compressed" and not is_chosen:
+                continue
+            labels = [row.variant] + (["compressed"] if is_chosen else [])
+            row.version = _publish(staged[row.variant], row, pathlib.Path(model_base_path), name, labels, report)
+            row.label = "compressed" if is_chosen else row.variant
+    report.save(report_dir)
+    report.log_to_tensorboard(report_dir / "tensorboard")
+    say(f"compression finished in {time.time() - started:.0f} s; report: {report_dir / 'report.json'}")
+    return report

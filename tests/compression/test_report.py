@@ -1,0 +1,87 @@
+"""The compression report's renderings and the models.config label writer (no training)."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from llmos_tf.compression.measure import file_sizes, measure_speed
+from llmos_tf.compression.report import CompressionReport, VariantRow, load_report
+
+
+def _row(variant: str, metric: float, size: int, **kw) -> VariantRow:
+    return VariantRow(variant=variant, metric=metric, sparsity=kw.pop("sparsity", 0.0), size_bytes=size, gzip_bytes=size // 2,
+                      p50_ms_batch1=kw.pop("p50", 3.0), throughput_batch32=kw.pop("tput", 900.0), **kw)
+
+
+def test_report_deltas_frame_text_and_round_trip(tmp_path):
+    report = CompressionReport(run="runs/x", metric="accuracy", model_name="x")
+    report.add(_row("dense", 0.90, 4_000_000))
+    report.add(_row("pruned", 0.885, 4_000_000, sparsity=0.8))
+    report.add(_row("pruned_dynamic", 0.88, 1_000_000, sparsity=0.8, format="tflite"))
+    assert report.row("pruned").delta == pytest.approx(-0.015)
+    frame = report.to_frame()
+    assert list(frame["variant"]) == ["dense", "pruned", "pruned_dynamic"]
+    assert "accuracy" in frame.columns and frame.shape == (3, 11)
+    text = report.to_text()
+    assert "pruned_dynamic" in text and "-0.0200" in text and "80.0%" in text
+    assert "<table" in report._repr_html_()
+    report.save(tmp_path)
+    again = load_report(tmp_path / "report.json")
+    assert again.to_dict() == report.to_dict()
+    assert (tmp_path / "report.md").read_text().count("\n") == 5
+
+
+def test_report_logs_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    report = CompressionReport(run="runs/x", metric="entity_f1")
+    report.add(_row("dense", 0.8, 100))
+    report.add(_row("pruned", 0.7, 100, sparsity=0.5))
+    report.log_to_tensorboard(tmp_path)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()["tensors"]
+    assert "compression/report" in tags
+    assert "compression/pruned/entity_f1" in tags and "compression/pruned/sparsity" in tags
+
+
+def test_file_sizes_sees_zeros_compress(tmp_path):
+    import numpy as np
+
+    dense = tmp_path / "dense.bin"
+    sparse = tmp_path / "sparse.bin"
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=100_000).astype("float32")
+    dense.write_bytes(weights.tobytes())
+    weights[rng.random(weights.shape) < 0.8] = 0.0
+    sparse.write_bytes(weights.tobytes())
+    a, b = file_sizes(dense), file_sizes(sparse)
+    assert a.raw_bytes == b.raw_bytes == 400_000
+    assert b.gzip_bytes < 0.5 * a.gzip_bytes
+
+
+def test_measure_speed_counts_batches():
+    calls = []
+    speed = measure_speed(lambda texts: calls.append(len(texts)), ["a", "b"], batch1_calls=5, batch32_calls=2, warmup=1)
+    assert calls.count(1) == 6 and calls.count(32) == 3
+    assert speed.p50_ms_batch1 >= 0 and speed.throughput_batch32 > 0
+
+
+def test_version_labels_written_to_models_config(tmp_path):
+    from llmos_tf.errors import ConfigError
+    from llmos_tf.export.model_server_config import set_version_label
+    from llmos_tf.serving.model_config import read_config_file
+
+    (tmp_path / "sst2" / "1").mkdir(parents=True)
+    path = set_version_label(tmp_path, "sst2", "compressed", 2)
+    set_version_label(tmp_path, "sst2", "pruned", 3)
+    set_version_label(tmp_path, "ner", "distilled", 1)
+    set_version_label(tmp_path, "sst2", "compressed", 3)  # moving a label
+    models = {m.name: m for m in read_config_file(path)}
+    assert models["sst2"].labels == {"compressed": 3, "pruned": 3}
+    assert models["sst2"].policy.kind == "all"
+    assert models["sst2"].base_path == tmp_path.resolve() / "sst2"
+    assert models["ner"].labels == {"distilled": 1}
+    with pytest.raises(ConfigError, match="invalid"):
+        set_version_label(tmp_path, "sst2", "bad-label", 1)
