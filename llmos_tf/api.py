@@ -1,0 +1,296 @@
+"""The Python API, shaped for notebooks: one call trains, one object holds the run.
+
+The CLI and this module drive the same trainer, run folder and exporters; the
+difference is what comes back. ``llmos train`` prints a table, ``train()``
+returns a :class:`Run` whose results are pandas DataFrames and whose
+evaluation and compression reports render as HTML tables in Jupyter.
+
+Example::
+
+    import llmos_tf
+    run = llmos_tf.train("configs/sample_bilstm.yaml", training__epochs=2, overwrite=True)
+    run.history                       # one row per epoch: loss, accuracy, val_loss, val_accuracy, ...
+    run.evaluate("data/sample/sentiment_test.csv")["accuracy"]
+    run.predict(["a warm and funny film"])
+    run.export("saved_models", "sample")
+    same = llmos_tf.load_run("runs/sample_bilstm")
+
+Overrides use the config's dotted keys, either as keyword arguments with ``__``
+for the dot (``training__epochs=1``) or as a mapping (``{"training.epochs": 1}``);
+they go through the same schema validation as ``llmos train --set``.
+"""
+from __future__ import annotations
+
+import html
+import json
+import pathlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from llmos_tf.errors import ConfigError, RunError
+
+_FLOAT_DTYPES = (1, 2)  # tensorflow DataType enum: DT_FLOAT, DT_DOUBLE
+#: History columns read back from TensorBoard: (event folder, tag prefix to strip, column prefix).
+_HISTORY_SOURCES = (("train", "epoch_", ""), ("validation", "epoch_", "val_"))
+
+
+def _override_strings(overrides: Mapping[str, Any] | None, keyword_overrides: Mapping[str, Any]) -> list[str]:
+    """``{"a.b": 1}`` and ``a__b=1`` → ``["a.b=1"]`` (values JSON-encoded: JSON is YAML, so types survive)."""
+    items: dict[str, Any] = {}
+    if overrides is not None:
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"overrides: expected a mapping of dotted keys to values, e.g. {{'training.epochs': 1}}, got {overrides!r}")
+        items.update({str(k): v for k, v in overrides.items()})
+    items.update({k.replace("__", "."): v for k, v in keyword_overrides.items()})
+    out = []
+    for key, value in items.items():
+        if isinstance(value, pathlib.PurePath):
+            value = str(value)
+        try:
+            encoded = json.dumps(value)
+        except TypeError:
+            raise ConfigError(f"override {key}: value {value!r} is not a plain number, string, bool, list or mapping") from None
+        out.append(f"{key}={encoded}")
+    return out
+
+
+def resolve_config(config_or_path: Any, overrides: Mapping[str, Any] | None = None, **keyword_overrides: Any):
+    """A validated :class:`~llmos_tf.config.RunConfig` from a YAML path, a mapping or a RunConfig, plus overrides."""
+    from llmos_tf.config import RunConfig, config_from_dict, load_config
+
+    strings = _override_strings(overrides, keyword_overrides)
+    if isinstance(config_or_path, (str, pathlib.PurePath)):
+        return load_config(config_or_path, strings)
+    if isinstance(config_or_path, RunConfig):
+        return config_from_dict(config_or_path.to_dict(), strings)
+    if isinstance(config_or_path, Mapping):
+        return config_from_dict(config_or_path, strings)
+    raise ConfigError(f"config: expected a YAML path, a mapping or a RunConfig, got {type(config_or_path).__name__}")
+
+
+def train(config_or_path: Any, overrides: Mapping[str, Any] | None = None, *, overwrite: bool = False,
+          strategy: str = "auto", verbose: int = 0, **keyword_overrides: Any) -> "Run":
+    """Train the run a config describes and return it as a :class:`Run`.
+
+    ``verbose`` is Keras' fit verbosity (0 = quiet, which suits notebooks; 2 = one line per epoch).
+    """
+    from llmos_tf.training.trainer import train as run_training
+
+    cfg = resolve_config(config_or_path, overrides, **keyword_overrides)
+    result = run_training(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command="llmos_tf.train(...)")
+    return Run(pathlib.Path(result.run_dir), _fit_history=result.history)
+
+
+def load_run(path: str | pathlib.Path) -> "Run":
+    """A finished run folder (``runs/<name>``) as a :class:`Run`."""
+    from llmos_tf.training import artifacts
+
+    artifacts.read_run_info(path)  # a clear RunError for a missing or unfinished folder
+    return Run(pathlib.Path(path))
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one evaluation; ``ev["accuracy"]`` reads a figure, Jupyter shows the tables."""
+
+    metrics: dict[str, Any]
+    task: str = "classification"
+
+    def __getitem__(self, key: str) -> Any:
+        return self.metrics[key]
+
+    def keys(self):
+        return self.metrics.keys()
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row: the headline figures (accuracy and macro-F1, or entity P/R/F1)."""
+        keys = ("examples", "entity_precision", "entity_recall", "entity_f1", "token_accuracy") if self.task == "ner" else ("examples", "accuracy", "macro_f1")
+        return pd.DataFrame([{k: self.metrics[k] for k in keys if k in self.metrics}])
+
+    @property
+    def per_class(self) -> pd.DataFrame:
+        """Precision, recall, F1 and support per label (per entity type for NER)."""
+        if self.task == "ner":
+            from llmos_tf.training.conlleval import per_type_frame
+
+            return per_type_frame(self.metrics)
+        from llmos_tf.training.evaluation import per_class_frame
+
+        return per_class_frame(self.metrics)
+
+    @property
+    def confusion(self) -> pd.DataFrame:
+        """Rows: true label, columns: predicted label (classifiers only)."""
+        if "confusion_matrix" not in self.metrics:
+            raise RunError("this evaluation has no confusion matrix (NER runs report per-entity-type figures)")
+        labels = self.metrics["labels"]
+        return pd.DataFrame(self.metrics["confusion_matrix"], index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.per_class
+
+    def _repr_html_(self) -> str:
+        fmt = lambda x: f"{x:.4f}"  # noqa: E731
+        return (self.summary.to_html(index=False, float_format=fmt)
+                + self.per_class.to_html(float_format=fmt))
+
+    def __repr__(self) -> str:
+        return "Evaluation\n" + self.summary.to_string(index=False) + "\n\n" + self.per_class.round(4).to_string()
+
+
+@dataclass
+class Run:
+    """A finished run folder with notebook-friendly accessors (models are loaded on first use)."""
+
+    run_dir: pathlib.Path
+    _fit_history: dict[str, list[float]] | None = field(default=None, repr=False)
+    _loaded: Any = field(default=None, repr=False)
+
+    # -- facts -------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        from llmos_tf.training import artifacts
+
+        return artifacts.read_run_info(self.run_dir)
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", self.run_dir.name))
+
+    @property
+    def task(self) -> str:
+        return str(self.info.get("task", "classification"))
+
+    @property
+    def config(self):
+        from llmos_tf.config import load_config
+        from llmos_tf.training import artifacts
+
+        return load_config(self.run_dir / artifacts.CONFIG_FILE)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """``metrics.json``: validation (and test) figures of the best epoch."""
+        return json.loads((self.run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch (index ``epoch``, from 1): Keras' history when trained in this
+        session, else read back from the run's TensorBoard event files."""
+        if self._fit_history:
+            frame = pd.DataFrame(self._fit_history)
+            frame.index = pd.RangeIndex(1, len(frame) + 1, name="epoch")
+            return frame
+        return read_history(self.run_dir)
+
+    # -- models ------------------------------------------------------------------
+    @property
+    def model(self):
+        """The loaded run (TrainedRun, TrainedTagger or TrainedMultitask), cached."""
+        if self._loaded is None:
+            from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
+            from llmos_tf.training.trained_run import TrainedRun
+            from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
+
+            if is_tagger_run(self.run_dir):
+                self._loaded = TrainedTagger.load(self.run_dir)
+            elif is_multitask_run(self.run_dir):
+                self._loaded = TrainedMultitask.load(self.run_dir)
+            else:
+                self._loaded = TrainedRun.load(self.run_dir)
+        return self._loaded
+
+    def predict(self, texts: str | Sequence[str], head: str | None = None) -> pd.DataFrame:
+        """Classifiers: ``text, label, probability``; taggers: ``text, tokens, tags, entities``."""
+        texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        if self.task == "multitask":
+            return self.model.predict(texts, head)
+        return self.model.predict(texts)
+
+    def evaluate(self, data: str | pathlib.Path | pd.DataFrame, head: str | None = None) -> Evaluation:
+        """Metrics on a labelled file (CoNLL for NER runs) or a frame of ``text``/``label`` (``tokens``/``tags``)."""
+        if isinstance(data, pd.DataFrame) and self.task != "ner":
+            data = _labelled_frame(data)
+        if self.task == "multitask":
+            metrics = self.model.evaluate(data, head)
+        else:
+            metrics = self.model.evaluate(data)
+        return Evaluation(metrics, task=self.task)
+
+    # -- downstream ----------------------------------------------------------------
+    def export(self, model_base_path: str | pathlib.Path, name: str | None = None, *, version: int | None = None,
+               force: bool = False) -> pathlib.Path:
+        """Write a TF Serving version folder ``<base>/<name>/<version>``; returns its path."""
+        from llmos_tf.export.writer import export_run
+
+        return export_run(self.run_dir, model_base_path, name or self.name, version=version, force=force, command="llmos_tf.Run.export(...)")
+
+    def compress(self, **kwargs: Any):
+        """Prune / quantize / distill variants via :func:`llmos_tf.compression.pipeline.compress`;
+        returns its :class:`~llmos_tf.compression.report.CompressionReport` (an HTML table in Jupyter)."""
+        from llmos_tf.compression.pipeline import compress
+
+        kwargs.setdefault("command", "llmos_tf.Run.compress(...)")
+        return compress(self.run_dir, **kwargs)
+
+    # -- display -------------------------------------------------------------------
+    def _summary_rows(self) -> list[tuple[str, Any]]:
+        info = self.info
+        rows: list[tuple[str, Any]] = [("run", str(self.run_dir)), ("task", self.task), ("architecture", info.get("architecture")),
+                                       ("parameters", f"{info.get('parameters', 0):,}"), ("epochs run (best)", f"{info.get('epochs_run')} ({info.get('best_epoch')})")]
+        for split, figures in (info.get("metrics") or {}).items():
+            for key, value in figures.items():
+                if key != "examples" and isinstance(value, (int, float)):
+                    rows.append((f"{split} {key}", f"{value:.4f}"))
+        rows.append(("wall time", f"{info.get('wall_time_seconds')} s"))
+        return rows
+
+    def _repr_html_(self) -> str:
+        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in self._summary_rows())
+        return f"<table>{cells}</table>"
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.run_dir)!r}, task={self.task!r})"
+
+
+def _labelled_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A user's DataFrame → the reader's shape (``text``, ``label``, ``line``), checking the columns."""
+    text_col = next((c for c in ("text", "sentence") if c in frame.columns), None)
+    label_col = next((c for c in ("label", "category") if c in frame.columns), None)
+    if text_col is None or label_col is None:
+        raise ConfigError(f"evaluate: the DataFrame needs a text column (text or sentence) and a label column (label or category); it has {list(frame.columns)}")
+    out = pd.DataFrame({"text": frame[text_col].astype(str).tolist(), "label": frame[label_col].astype(str).tolist()})
+    out["line"] = list(range(2, len(out) + 2))
+    out.attrs["path"] = "<DataFrame>"
+    return out
+
+
+def read_history(run_dir: str | pathlib.Path) -> pd.DataFrame:
+    """Per-epoch scalars from ``<run>/train`` and ``<run>/validation`` event files, Keras-named
+    (``loss``, ``val_loss``, ...); a resumed run's repeated epochs keep their last value."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    run_dir = pathlib.Path(run_dir)
+    columns: dict[str, dict[int, float]] = {}
+    for folder, prefix, column_prefix in _HISTORY_SOURCES:
+        path = run_dir / folder
+        if not path.is_dir():
+            continue
+        acc = event_accumulator.EventAccumulator(str(path), size_guidance={event_accumulator.TENSORS: 0})
+        acc.Reload()
+        for tag in acc.Tags()["tensors"]:
+            if not tag.startswith(prefix):
+                continue
+            values = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)
+                      if e.tensor_proto.dtype in _FLOAT_DTYPES}
+            if values:
+                columns[column_prefix + tag[len(prefix):]] = values
+    if not columns:
+        raise RunError(f"{run_dir}: no per-epoch TensorBoard scalars found under train/ or validation/")
+    frame = pd.DataFrame(columns).sort_index()
+    frame.index = pd.Index(frame.index + 1, name="epoch")  # Keras logs epoch e (0-based) at step e
+    return frame
