@@ -71,15 +71,17 @@ def resolve_config(config_or_path: Any, overrides: Mapping[str, Any] | None = No
 
 
 def train(config_or_path: Any, overrides: Mapping[str, Any] | None = None, *, overwrite: bool = False,
-          strategy: str = "auto", verbose: int = 0, **keyword_overrides: Any) -> "Run":
+          strategy: str = "auto", verbose: int = 0, profile: str | None = None, **keyword_overrides: Any) -> "Run":
     """Train the run a config describes and return it as a :class:`Run`.
 
-    ``verbose`` is Keras' fit verbosity (0 = quiet, which suits notebooks; 2 = one line per epoch).
+    ``verbose`` is Keras' fit verbosity (0 = quiet, which suits notebooks; 2 = one line per epoch);
+    ``profile="2,4"`` records profiler traces of those training batches (as ``llmos train --profile``).
     """
     from llmos_tf.training.trainer import train as run_training
 
     cfg = resolve_config(config_or_path, overrides, **keyword_overrides)
-    result = run_training(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command="llmos_tf.train(...)")
+    kwargs = {"profile": profile} if profile else {}
+    result = run_training(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command="llmos_tf.train(...)", **kwargs)
     return Run(pathlib.Path(result.run_dir), _fit_history=result.history)
 
 

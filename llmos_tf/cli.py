@@ -57,6 +57,8 @@ def _add_train(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. training.epochs=3 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name instead of refusing")
     p.add_argument("--strategy", default="auto", help="tf.distribute strategy: auto (default), default, one_device, mirrored, multi_worker, tpu")
+    p.add_argument("--profile", nargs="?", const="2,4", default=None, metavar="START,STOP",
+                   help="record TensorBoard profiler traces for training batches START..STOP (default 2,4) in runs/<name>/plugins/profile")
     p.set_defaults(func=_cmd_train)
 
 
@@ -65,7 +67,7 @@ def _cmd_train(args) -> int:
     from llmos_tf.training.trainer import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, command="llmos " + shlex.join(sys.argv[1:]))
+    result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, command="llmos " + shlex.join(sys.argv[1:]), profile=args.profile)
     val = result.metrics["validation"]
     data = result.info.get("data", {})
     rows = [

@@ -1,7 +1,7 @@
 """Callbacks that make a run inspectable in TensorBoard and safe to kill.
 
 * :class:`ValidationReport` – per-epoch validation macro-F1, a confusion-matrix
-  image and the worst misclassified examples as text (the numbers go into
+  image, per-class PR curves and the worst misclassified examples as text (the numbers go into
   ``logs`` so early stopping and checkpoints can monitor ``val_macro_f1``).
 * :class:`LearningRateLogger` – the learning rate every N steps and per epoch.
 * :class:`BestCheckpoint` – keeps the best weights and remembers the best
@@ -18,6 +18,7 @@ import numpy as np
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.training.evaluation import classification_metrics, confusion_figure, figure_to_png
 from llmos_tf.training.optimizers import current_learning_rate
+from llmos_tf.training.tensorboard_extras import write_pr_curves
 
 
 def metric_mode(monitor: str) -> str:
@@ -47,6 +48,7 @@ class ValidationReport(tf_keras.callbacks.Callback):
         with self.writer.as_default(step=epoch), tf.summary.record_if(True):
             tf.summary.image("confusion_matrix", tf.image.decode_png(png, channels=4)[None], max_outputs=1)
             tf.summary.text("worst_misclassified", self._worst_table(probs, y_pred))
+        write_pr_curves(self.writer, self.y_true, probs, self.label_names, step=epoch)
         self.writer.flush()
 
     def _worst_table(self, probs: np.ndarray, y_pred: np.ndarray) -> str:

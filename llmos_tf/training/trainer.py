@@ -34,6 +34,7 @@ from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, Vali
 from llmos_tf.training.distribute import resolve_strategy
 from llmos_tf.training.evaluation import classification_metrics
 from llmos_tf.training.optimizers import build_optimizer
+from llmos_tf.training.tensorboard_extras import EmbeddingProjector, profile_batches
 
 
 @dataclass
@@ -143,8 +144,15 @@ def write_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
         hp.hparams(values, trial_id=cfg.name)
 
 
-def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None) -> TrainResult:
-    """Train the model the config describes; see the module docstring for the steps."""
+def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None,
+          profile: str | None = None) -> TrainResult:
+    """Train the model the config describes; see the module docstring for the steps.
+
+    ``profile`` (``"START,STOP"`` batches, classification runs) records TensorBoard profiler traces.
+    """
+    if profile and cfg.task != "classification":
+        raise RunError(f"--profile: profiler traces are recorded for classification runs; this run's task is {cfg.task!r}")
+    profile_batches(profile)  # a bad --profile value fails before any folder is written
     if cfg.task == "ner":
         from llmos_tf.training.tagging import train_tagger
 
@@ -206,8 +214,9 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         tf_keras.callbacks.BackupAndRestore(str(run_dir / artifacts.BACKUP_DIR), save_freq=max(1, cfg.training.backup_every_steps), delete_checkpoint=False),
         start_step,  # after BackupAndRestore: sees the restored step counter
         ValidationReport(val_inputs, data.y_validation, val_texts, data.labels.names, run_dir),
+        EmbeddingProjector(val_inputs, data.y_validation, val_texts, data.labels.names, run_dir / "validation"),
         LearningRateLogger(run_dir, cfg.training.log_every_steps),
-        tf_keras.callbacks.TensorBoard(str(run_dir), update_freq=max(1, cfg.training.log_every_steps), write_graph=True, profile_batch=0),
+        tf_keras.callbacks.TensorBoard(str(run_dir), update_freq=max(1, cfg.training.log_every_steps), write_graph=True, profile_batch=profile_batches(profile)),
         best,
     ]
     if cfg.training.early_stopping_patience > 0:
