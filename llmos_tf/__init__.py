@@ -15,11 +15,15 @@ from llmos_tf import _env  # noqa: F401
 
 __version__ = "0.1.0"
 
-_API = ("train", "load_run", "Run", "Evaluation", "resolve_config", "read_history")
+_API = ("train", "load_run", "Run", "Evaluation", "resolve_config", "read_history", "hparams_frame", "entities_html")
 __all__ = list(_API)
 
 
 def __getattr__(name: str):
+    if name == "entities_html":
+        from llmos_tf.display import entities_html
+
+        return entities_html
     if name in _API:
         from llmos_tf import api
 

@@ -30,11 +30,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from llmos_tf.errors import ConfigError, RunError
-
-_FLOAT_DTYPES = (1, 2)  # tensorflow DataType enum: DT_FLOAT, DT_DOUBLE
-#: History columns read back from TensorBoard: (event folder, tag prefix to strip, column prefix).
-_HISTORY_SOURCES = (("train", "epoch_", ""), ("validation", "epoch_", "val_"))
-
+from llmos_tf.tensorboard_data import hparams_frame, read_history  # noqa: F401  (part of the API)
 
 def _override_strings(overrides: Mapping[str, Any] | None, keyword_overrides: Mapping[str, Any]) -> list[str]:
     """``{"a.b": 1}`` and ``a__b=1`` → ``["a.b=1"]`` (values JSON-encoded: JSON is YAML, so types survive)."""
@@ -268,31 +264,3 @@ def _labelled_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out["line"] = list(range(2, len(out) + 2))
     out.attrs["path"] = "<DataFrame>"
     return out
-
-
-def read_history(run_dir: str | pathlib.Path) -> pd.DataFrame:
-    """Per-epoch scalars from ``<run>/train`` and ``<run>/validation`` event files, Keras-named
-    (``loss``, ``val_loss``, ...); a resumed run's repeated epochs keep their last value."""
-    from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.util import tensor_util
-
-    run_dir = pathlib.Path(run_dir)
-    columns: dict[str, dict[int, float]] = {}
-    for folder, prefix, column_prefix in _HISTORY_SOURCES:
-        path = run_dir / folder
-        if not path.is_dir():
-            continue
-        acc = event_accumulator.EventAccumulator(str(path), size_guidance={event_accumulator.TENSORS: 0})
-        acc.Reload()
-        for tag in acc.Tags()["tensors"]:
-            if not tag.startswith(prefix):
-                continue
-            values = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)
-                      if e.tensor_proto.dtype in _FLOAT_DTYPES}
-            if values:
-                columns[column_prefix + tag[len(prefix):]] = values
-    if not columns:
-        raise RunError(f"{run_dir}: no per-epoch TensorBoard scalars found under train/ or validation/")
-    frame = pd.DataFrame(columns).sort_index()
-    frame.index = pd.Index(frame.index + 1, name="epoch")  # Keras logs epoch e (0-based) at step e
-    return frame

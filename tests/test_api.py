@@ -137,3 +137,31 @@ def test_package_exports_are_lazy():
     code = "import sys, llmos_tf; assert 'tensorflow' not in sys.modules; llmos_tf.train; assert callable(llmos_tf.load_run); print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=pathlib.Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_hparams_frame_compares_runs(api_run, trained_run, tmp_path):
+    import shutil
+
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    shutil.copytree(api_run.run_dir, logdir / "api_tiny")
+    shutil.copytree(trained_run, logdir / "tiny")
+    frame = llmos_tf.hparams_frame(logdir)
+    assert list(frame.index) == ["api_tiny", "tiny"]
+    assert list(frame["training.learning_rate"]) == pytest.approx([0.02, 0.01])
+    assert list(frame["model.lstm_units"]) == [12, 16] and set(frame["architecture"]) == {"bilstm"}
+    assert frame.loc["api_tiny", "validation epoch_accuracy"] == pytest.approx(api_run.history["val_accuracy"].iloc[-1])
+    with pytest.raises(RunError, match="no run with TensorBoard hyperparameters"):
+        llmos_tf.hparams_frame(tmp_path / "runs_empty" if (tmp_path / "runs_empty").mkdir() is None else None)
+
+
+def test_entities_html():
+    frame = pd.DataFrame({
+        "tokens": [["Anna", "Berg", "visited", "Oslo", "<now>"]],
+        "entities": [[{"type": "PER", "text": "Anna Berg", "start": 0, "end": 2}, {"type": "LOC", "text": "Oslo", "start": 3, "end": 4}]],
+    })
+    page = llmos_tf.entities_html(frame)._repr_html_()
+    assert page.count("<mark") == 2 and 'data-type="PER"' in page and ">Anna Berg<" in page
+    assert "&lt;now&gt;" in page  # tokens are escaped
+    with pytest.raises(DataError, match="tokens and entities"):
+        llmos_tf.entities_html(pd.DataFrame({"text": ["x"]}))
