@@ -34,15 +34,16 @@ def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def confusion_figure(matrix: np.ndarray, label_names: Sequence[str], title: str = "confusion matrix"):
-    """A matplotlib figure of a confusion matrix (rows: true, columns: predicted)."""
-    import matplotlib
+    """A matplotlib figure of a confusion matrix (rows: true, columns: predicted).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Built without pyplot, so logging it never changes the process's backend (a notebook keeps its inline plots).
+    """
+    from matplotlib.figure import Figure
 
     n = len(label_names)
     size = min(4 + 0.25 * n, 16)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     matrix = np.asarray(matrix)
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), labels=label_names, rotation=90 if n > 6 else 0, fontsize=8 if n > 20 else 10)
@@ -61,10 +62,10 @@ def confusion_figure(matrix: np.ndarray, label_names: Sequence[str], title: str 
 
 def figure_to_png(fig) -> bytes:
     import io
-
-    import matplotlib.pyplot as plt
+    import sys
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
+    if "matplotlib.pyplot" in sys.modules:  # a pyplot figure: release it
+        sys.modules["matplotlib.pyplot"].close(fig)
     return buffer.getvalue()
