@@ -48,7 +48,8 @@ def add_compress_parser(sub) -> None:
     p.add_argument("--tflite_only", action="store_true", help="TFLite versions carry no float weights (smaller; serve with --prefer_tflite_model)")
     p.add_argument("--max_drop", type=float, default=0.01, help="largest metric drop for the 'compressed' label (default 0.01)")
     p.add_argument("--max_eval_examples", type=int, default=2000, help="cap on validation examples used to score variants (default 2000)")
-    p.add_argument("--report", action="store_true", help="print the report table (it is always saved to <run>/compression/)")
+    p.add_argument("--report", action="store_true", help="print the report table (it is always saved, to --report_dir)")
+    p.add_argument("--report_dir", help="where report.json, report.md, the staged variants and TensorBoard logs go (default: <run>/compression)")
     p.set_defaults(func=_cmd_compress)
 
 
@@ -62,7 +63,7 @@ def _cmd_compress(args) -> int:
         prune_embeddings=args.prune_embeddings, quantize=quantize, qat=args.qat, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, model_base_path=args.model_base_path, name=args.name,
         publish=args.publish, tflite_only=args.tflite_only, max_drop=args.max_drop,
-        max_eval_examples=args.max_eval_examples, command=main_command(),
+        max_eval_examples=args.max_eval_examples, report_dir=args.report_dir, command=main_command(),
     )
     if args.report:
         print()
@@ -72,4 +73,62 @@ def _cmd_compress(args) -> int:
         print()
         print(f"published {len(published)} version(s) of {args.model_base_path}/{report.model_name}; serve them with:")
         print(f"  llmos serve --model_config_file {args.model_base_path}/models.config --prefer_tflite_model")
+    return 0
+
+
+def add_distill_parser(sub) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="distil a teacher (e.g. a BERT run) into a student (e.g. a BiLSTM config)",
+        description="Knowledge distillation as in Tang et al. 2019: the teacher labels the student's training texts "
+        "(and, with --augment, masked / word-swapped / n-gram-sampled copies of them); the student learns from "
+        "alpha * cross-entropy on the gold labels + (1 - alpha) * the distillation loss (KL on temperature-softened "
+        "outputs, times T^2, or MSE between centred logits). The result is a normal run folder.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              llmos distill --teacher runs/sst2_bert --student configs/sst2_bilstm.yaml --set name=sst2_distilled
+              llmos distill --teacher saved_models/sst2_bert/1 --student configs/sst2_bilstm.yaml --loss mse --alpha 0 --augment 2
+            then, as for any run:
+              llmos evaluate --model runs/sst2_distilled --data ../shared/data/sst2/dev.tsv
+              llmos export --run runs/sst2_distilled --name sst2_bert --label distilled
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--teacher", required=True, metavar="RUN_OR_MODEL", help="a finished classifier run folder or an exported version folder")
+    p.add_argument("--student", required=True, metavar="CONFIG", help="YAML config of the student (usually a BiLSTM; its data files are the transfer set)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a student config value (repeatable)")
+    p.add_argument("--loss", choices=("kl", "mse"), default="kl", help="distillation term: kl (soft targets, default) or mse (logits)")
+    p.add_argument("--temperature", type=float, default=2.0, help="softmax temperature T for --loss kl (default 2)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the gold-label cross-entropy; 1 - alpha goes to the teacher (default 0.5)")
+    p.add_argument("--augment", type=int, default=0, metavar="COPIES", help="augmented copies per training text, labelled by the teacher only (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished student run of the same name")
+    p.set_defaults(func=_cmd_distill)
+
+
+def _cmd_distill(args) -> int:
+    from llmos_tf.compression.distillation import distill
+    from llmos_tf.config import load_config
+    from llmos_tf.export.writer import main_command
+
+    cfg = load_config(args.student, args.overrides)
+    result = distill(args.teacher, cfg, loss=args.loss, temperature=args.temperature, alpha=args.alpha,
+                     augment_copies=args.augment, overwrite=args.overwrite, command=main_command())
+    val = result.metrics["validation"]
+    info = result.info
+    rows = [
+        ("student run", str(result.run_dir)),
+        ("teacher", info["distillation"]["teacher"]),
+        ("loss", f"{args.loss} (T={args.temperature}, alpha={args.alpha})"),
+        ("transfer set", f"{info['distillation']['transfer_examples']} ({info['distillation']['augmented_examples']} augmented)"),
+        ("teacher val accuracy", f"{result.teacher_metrics['accuracy']:.4f}"),
+        ("student val accuracy", f"{val['accuracy']:.4f}"),
+        ("student parameters", f"{info['parameters']:,}"),
+        ("wall time", f"{info['wall_time_seconds']} s"),
+    ]
+    print()
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
     return 0

@@ -173,8 +173,9 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
     example = run_data.representative_inputs(run, 1)
     for mode in quantize:
         say(f"converting {base.name} to TFLite ({mode}) ...")
-        conversion = convert_to_tflite(base.model, mode=mode, example_inputs=example, representative=representative)
-        details = {"tflite_mode": mode, "select_tf_ops": conversion.select_tf_ops, "notes": list(conversion.notes), "from": base.name}
+        conversion = convert_to_tflite(base.model, mode=mode, example_inputs=example, representative=representative, max_length=run.max_length)
+        details = {"tflite_mode": mode, "select_tf_ops": conversion.select_tf_ops, "static_shape": conversion.static_shape,
+                   "notes": list(conversion.notes), "from": base.name}
         variants.append(Variant(f"{base.name}_{mode}" if base.name != "dense" else mode, base.model, conversion.content, details, base.sparsity))
     if qat:
         from llmos_tf.compression.qat import quantization_aware_train
@@ -182,10 +183,11 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
         say(f"quantization-aware training{' (sparsity-preserving)' if prune else ''} ...")
         result = quantization_aware_train(run, model=base.model if prune else None, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                           preserve_sparsity=prune, verbose=verbose)
-        conversion = convert_to_tflite(result.model, mode="dynamic", example_inputs=example)
+        conversion = convert_to_tflite(result.model, mode="dynamic", example_inputs=example, max_length=run.max_length)
         details = {
             "quantized_layers": list(result.quantized_layers),
             "float_layers": [_plain(r) for r in result.float_layers],
+            "static_shape": conversion.static_shape,
             "select_tf_ops": conversion.select_tf_ops,
             "notes": list(conversion.notes),
         }

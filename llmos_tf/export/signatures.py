@@ -6,6 +6,14 @@ so a TF Serving client sends plain text. Names are a contract with clients:
 * classifier ``serving_default``: ``text`` string ``[None]`` →
   ``probabilities`` float32 ``[None, num_labels]``, ``label`` string ``[None]``,
   ``class_id`` int64 ``[None]``.
+
+Every module also has two halves of that signature, exported as the
+``preprocess`` and ``postprocess`` signatures: ``preprocess`` turns text into
+the model's inputs (plus anything ``postprocess`` needs, such as the NER word
+alignment), ``postprocess`` turns the model's ``probabilities`` into the
+contract's outputs. A TFLite version (``model.tflite``, which cannot hold the
+string ops of a tokenizer) is served as preprocess → TFLite → postprocess, so it
+answers exactly like the SavedModel.
 """
 from __future__ import annotations
 
@@ -14,6 +22,12 @@ from typing import Callable, Sequence
 from llmos_tf._tf import tf, tf_keras
 
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
+PREPROCESS = "preprocess"
+POSTPROCESS = "postprocess"
+
+
+def _named(ids_or_features) -> dict[str, tf.Tensor]:
+    return dict(ids_or_features) if isinstance(ids_or_features, dict) else {"token_ids": ids_or_features}
 
 
 class ClassifierServingModule(tf.Module):
@@ -26,6 +40,10 @@ class ClassifierServingModule(tf.Module):
         self.label_names = tf.constant(list(label_names), dtype=tf.string)
         self.max_length = int(max_length)
         self._features = features
+        num_labels = len(label_names)
+        self.postprocess = tf.function(self._postprocess, input_signature=[tf.TensorSpec([None, num_labels], tf.float32, name="probabilities")])
+        if model is not None:  # without a model (a TFLite-only version) only the two halves exist
+            self.serve = tf.function(self._serve, input_signature=[TEXT_SPEC])
 
     def token_ids(self, text: tf.Tensor) -> tf.Tensor:
         ids = self.tokenizer(text)[:, : self.max_length]
@@ -33,14 +51,41 @@ class ClassifierServingModule(tf.Module):
         # an empty batch (or all-empty texts) still gets one masked column: models need a time step
         return tf.pad(dense, [[0, 0], [0, tf.maximum(1 - tf.shape(dense)[1], 0)]])
 
-    @tf.function(input_signature=[TEXT_SPEC])
-    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+    def model_inputs(self, text: tf.Tensor):
         ids = self.token_ids(text)
-        inputs = self._features(ids) if self._features is not None else ids
-        probabilities = tf.cast(self.model(inputs, training=False), tf.float32)
+        return self._features(ids) if self._features is not None else ids
+
+    @tf.function(input_signature=[TEXT_SPEC])
+    def preprocess(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return _named(self.model_inputs(text))
+
+    def _postprocess(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(probabilities, tf.float32)
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        return {
-            "probabilities": probabilities,
-            "label": tf.gather(self.label_names, class_id),
-            "class_id": class_id,
-        }
+        return {"probabilities": probabilities, "label": tf.gather(self.label_names, class_id), "class_id": class_id}
+
+    def _serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.cast(self.model(self.model_inputs(text), training=False), tf.float32)
+        return self._postprocess(probabilities)
+
+    def signatures(self, include_model: bool = True) -> dict:
+        """Signatures for ``tf.saved_model.save``; without the model only the two halves."""
+        out = {PREPROCESS: self.preprocess, POSTPROCESS: self.postprocess}
+        if include_model:
+            out["serving_default"] = self.serve
+        return out
+
+
+def serving_module(run, model: tf_keras.Model | None = None, *, with_model: bool = True):
+    """The serving module of a loaded run (classifier or tagger), around ``model`` (default: the run's).
+
+    ``with_model=False`` gives only ``preprocess``/``postprocess`` (no weights): the
+    SavedModel half of a TFLite-only version."""
+    from llmos_tf.training.trained_tagger import TrainedTagger
+
+    model = (model if model is not None else run.model) if with_model else None
+    if isinstance(run, TrainedTagger):
+        from llmos_tf.export.tagger import TaggerServingModule
+
+        return TaggerServingModule(run.text_encoder(), model, run.labels.names)
+    return ClassifierServingModule(run.tokenizer(), model, run.labels.names, run.max_length, features=run.architecture.features)

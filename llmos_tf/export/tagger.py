@@ -23,7 +23,7 @@ from typing import Sequence
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
 from llmos_tf.export.layout import check_model_name, next_version, publish, temporary_version_dir
-from llmos_tf.export.signatures import TEXT_SPEC
+from llmos_tf.export.signatures import POSTPROCESS, PREPROCESS, TEXT_SPEC
 from llmos_tf.export.writer import model_card, write_warmup_requests
 from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
 
@@ -49,19 +49,45 @@ class TaggerServingModule(tf.Module):
         self.tag_names = [str(t) for t in tag_names]
         self.outside_tag = outside_tag
 
-    @tf.function(input_signature=[TEXT_SPEC])
-    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        num_tags = len(self.tag_names)
+        self.postprocess = tf.function(self._postprocess, input_signature=[
+            tf.TensorSpec([None, None, num_tags], tf.float32, name="probabilities"),
+            tf.TensorSpec([None, None], tf.bool, name="label_mask"),
+            tf.TensorSpec([None], tf.int32, name="word_count"),
+        ])
+        if model is not None:  # without a model (a TFLite-only version) only the two halves exist
+            self.serve = tf.function(self._serve, input_signature=[TEXT_SPEC])
+
+    def _encode(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         enc = encode_words(self.text_encoder, split_words(text), padded=False)
-        token_ids = enc["token_ids"].to_tensor(default_value=self.text_encoder.pad_id)
-        features = {
-            "token_ids": token_ids,
+        return {
+            "token_ids": enc["token_ids"].to_tensor(default_value=self.text_encoder.pad_id),
             "padding_mask": tf.cast(enc["padding_mask"].to_tensor(default_value=False), tf.int32),
             "segment_ids": enc["segment_ids"].to_tensor(default_value=0),
+            "label_mask": enc["label_mask"].to_tensor(default_value=False),
+            "word_count": tf.cast(enc["word_count"], tf.int32),
         }
-        probabilities = self.model(features, training=False)
-        label_mask = enc["label_mask"].to_tensor(default_value=False)
-        tags, token_count = word_tags_from_subwords(probabilities, label_mask, enc["word_count"], self.tag_names, outside_label=self.outside_tag)
+
+    @tf.function(input_signature=[TEXT_SPEC])
+    def preprocess(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Model inputs (``token_ids``, ``padding_mask``, ``segment_ids``) and the word alignment."""
+        return self._encode(text)
+
+    def _postprocess(self, probabilities, label_mask, word_count) -> dict[str, tf.Tensor]:
+        tags, token_count = word_tags_from_subwords(probabilities, label_mask, word_count, self.tag_names, outside_label=self.outside_tag)
         return {"tags": tags, "token_count": token_count}
+
+    def _serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        enc = self._encode(text)
+        features = {k: enc[k] for k in ("token_ids", "padding_mask", "segment_ids")}
+        probabilities = tf.cast(self.model(features, training=False), tf.float32)
+        return self._postprocess(probabilities, enc["label_mask"], enc["word_count"])
+
+    def signatures(self, include_model: bool = True) -> dict:
+        out = {PREPROCESS: self.preprocess, POSTPROCESS: self.postprocess}
+        if include_model:
+            out["serving_default"] = self.serve
+        return out
 
 
 def _check_sentences(tagger) -> list[str]:
@@ -99,7 +125,7 @@ def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathli
     module = TaggerServingModule(tagger.text_encoder(), tagger.model, tagger.labels.names)
     tmp = temporary_version_dir(model_dir)
     try:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         _verify(tmp, tagger, _check_sentences(tagger))
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)

@@ -88,12 +88,59 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     module = ClassifierServingModule(run.tokenizer(), run.model, run.labels.names, run.max_length, features=run.architecture.features)
     tmp = temporary_version_dir(model_dir)
     try:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         _verify(tmp, run)
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)
         (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
         (assets / "llmos.json").write_text(json.dumps(model_card(run, name, version, command), indent=2, default=str) + "\n", encoding="utf-8")
+        write_warmup_requests(tmp, name)
+        publish(tmp, final_dir, force=force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final_dir
+
+
+TFLITE_FILE = "model.tflite"  # TF Serving's --prefer_tflite_model looks for this name
+
+
+def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,
+                 compression: dict[str, Any] | None = None, tflite: bytes | None = None, tflite_only: bool = False,
+                 force: bool = False, command: str | None = None) -> pathlib.Path:
+    """Export a (compressed) ``model`` of a loaded run as ``<base>/<name>/<version>``; returns the folder.
+
+    The SavedModel has the run's ``serving_default`` around ``model`` plus the
+    ``preprocess``/``postprocess`` signatures; ``tflite`` bytes go to
+    ``model.tflite`` next to it. ``tflite_only`` leaves the weights out of the
+    SavedModel (only the tokenizer and label halves), for versions served with
+    ``--prefer_tflite_model``. Written to a temporary folder and renamed, so a
+    failure leaves nothing behind.
+    """
+    from llmos_tf.export.signatures import serving_module
+
+    check_model_name(name)
+    if tflite_only and tflite is None:
+        raise RunError("tflite_only needs TFLite bytes: only quantized variants can be exported without a SavedModel")
+    model_dir = pathlib.Path(model_base_path) / name
+    version = version if version is not None else next_version(model_dir)
+    final_dir = model_dir / str(version)
+    if final_dir.exists() and not force:
+        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
+    module = serving_module(run, model, with_model=not tflite_only)
+    tmp = temporary_version_dir(model_dir)
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures(include_model=not tflite_only))
+        if tflite is not None:
+            (tmp / TFLITE_FILE).write_bytes(tflite)
+        assets = tmp / "assets"
+        assets.mkdir(exist_ok=True)
+        (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
+        card = model_card(run, name, version, command, compression)
+        card["format"] = "tflite" if tflite_only else ("savedmodel+tflite" if tflite is not None else "savedmodel")
+        if getattr(run, "info", {}).get("task") == "ner":
+            card.update(task="ner", signature="serving_default: text -> tags, token_count", max_length=run.max_length)
+        (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
         write_warmup_requests(tmp, name)
         publish(tmp, final_dir, force=force)
     except BaseException:

@@ -47,6 +47,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--file_system_poll_wait_seconds", type=float, default=1.0,
         help="how often to look for new or removed versions (default 1); a new version is loaded and warmed up before the old one is unloaded; 0 = never",
     )
+    g.add_argument(
+        "--prefer_tflite_model", type=_bool, nargs="?", const=True, default=False, metavar="BOOL",
+        help="serve <version>/model.tflite when a version has one (quantized variants from `llmos compress`), with the "
+        "version's own tokenizer in front: same signature, same APIs (default false)",
+    )
     g.add_argument("--enable_model_warmup", type=_bool, default=True, metavar="BOOL", help="replay assets.extra/tf_serving_warmup_requests before a version serves (default true)")
     g = parser.add_argument_group("performance")
     g.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False, metavar="BOOL", help="merge concurrent requests into one model call (default false)")
@@ -87,6 +92,7 @@ def options_from_args(args: argparse.Namespace):
         max_request_bytes=args.max_request_bytes,
         max_instances_per_request=args.max_instances_per_request,
         grpc_max_threads=args.grpc_max_threads,
+        prefer_tflite_model=args.prefer_tflite_model,
     )
 
 

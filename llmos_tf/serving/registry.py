@@ -106,7 +106,9 @@ class ModelRegistry:
         discover_root: pathlib.Path | None = None,
         warmup: Callable[[Servable], None] | None = None,
         on_load: Callable[[str, int, bool], None] | None = None,
+        prefer_tflite_model: bool = False,
     ) -> None:
+        self._prefer_tflite = prefer_tflite_model
         self._models: dict[str, ModelRecord] = {}
         self._discover_root = discover_root
         self._warmup = warmup
@@ -204,6 +206,18 @@ class ModelRegistry:
                 if self._models.get(config.name) is record:
                     del self._models[config.name]
 
+    def _load_servable(self, name: str, version: int, path: pathlib.Path) -> Servable:
+        """The version's ``model.tflite`` with ``--prefer_tflite_model`` (when it has one), else its SavedModel."""
+        from llmos_tf.serving.tflite_servable import TFLITE_FILE, TFLiteServable
+
+        has_tflite = (path / TFLITE_FILE).is_file()
+        if self._prefer_tflite and has_tflite:
+            return TFLiteServable.load(name, version, path)
+        servable = Servable.load(name, version, path)
+        if has_tflite and "serving_default" not in servable.inputs:
+            raise ValueError(f"{path} holds its model only as {TFLITE_FILE} (a TFLite-only export); serve it with --prefer_tflite_model")
+        return servable
+
     def _load(self, record: ModelRecord, version: int, path: pathlib.Path) -> None:
         name = record.config.name
         entry = VersionRecord(version, path, State.START)
@@ -213,7 +227,7 @@ class ModelRegistry:
         fingerprint = _fingerprint(path)
         started = time.monotonic()
         try:
-            servable = Servable.load(name, version, path)
+            servable = self._load_servable(name, version, path)
             if self._warmup is not None:
                 self._warmup(servable)
         except Exception as err:  # a corrupt version is reported, never fatal

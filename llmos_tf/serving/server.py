@@ -58,6 +58,7 @@ class ServerOptions:
     max_request_bytes: int = 16 * 1024 * 1024
     max_instances_per_request: int = 4096
     grpc_max_threads: int = 32
+    prefer_tflite_model: bool = False
 
 
 def read_monitoring_config(path: str | None) -> str | None:
@@ -120,7 +121,8 @@ class ModelServer:
         def on_load(name: str, version: int, ok: bool) -> None:
             self.metrics.load_attempt_count.inc(model_name=name, version=str(version), status="OK" if ok else "ERROR")
 
-        self.registry = ModelRegistry(models, discover_root=root, warmup=warm_up if opts.enable_model_warmup else None, on_load=on_load)
+        self.registry = ModelRegistry(models, discover_root=root, warmup=warm_up if opts.enable_model_warmup else None, on_load=on_load,
+                                      prefer_tflite_model=opts.prefer_tflite_model)
         self.core = PredictionCore(self.registry, self.metrics, self.scheduler, opts.max_instances_per_request)
         self.grpc_server: grpc.Server | None = None
         self.rest_server: RestServer | None = None

@@ -1,0 +1,242 @@
+"""Magnitude pruning of a trained run with TF-MOT, while fine-tuning on its own data.
+
+Every layer with a weight TF-MOT can prune is wrapped in ``PruneLowMagnitude``
+(``tfmot.sparsity.keras.prune_low_magnitude``) with one ``PolynomialDecay``
+schedule; the rest are left alone and named, with the reason, in the result.
+
+* BiLSTM: ``Embedding`` (unless ``prune_embeddings=False``), each
+  ``Bidirectional(LSTM)`` through :class:`PrunableBidirectional` (TF-MOT's
+  registry knows ``LSTM`` but not the ``Bidirectional`` wrapper around it; the
+  subclass names the four kernels of its two LSTMs as prunable weights), the
+  ``Dense`` head.
+* BERT: the encoder is cloned layer by layer; its blocks expose the attention
+  projections and feed-forward kernels through ``get_prunable_weights`` (see
+  :mod:`llmos_tf.models.bert`), the embeddings their token table.
+
+The schedule comes from the data: pruning starts at step 0, reaches the target
+at ~70% of the fine-tuning steps (the rest fine-tunes at the final sparsity) and
+updates the masks about 10 times on the way, with the last update landing
+exactly on ``end_step``. ``UpdatePruningStep`` drives it and ``PruningSummaries``
+writes the sparsity curves to TensorBoard. ``strip_pruning`` removes the
+wrappers at the end: the result is a plain tf_keras model whose zeros survive
+saving.
+
+Example::
+
+    result = prune_run(run, target_sparsity=0.8, epochs=1)
+    result.overall_sparsity          # ~0.8 of the prunable weights
+    [(r.layer, r.sparsity) for r in result.layers]
+"""
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmos_tf._tf import tf, tf_keras
+from llmos_tf.errors import ConfigError
+
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after llmos_tf._tf picked tf_keras)
+
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
+
+sparsity = tfmot.sparsity.keras
+
+
+@tf_keras.saving.register_keras_serializable(package="llmos_tf")
+class PrunableBidirectional(tf_keras.layers.Bidirectional, sparsity.PrunableLayer):
+    """``Bidirectional`` whose LSTM/GRU kernels TF-MOT may prune (input and recurrent, both directions)."""
+
+    def get_prunable_weights(self):
+        out = []
+        for rnn in (self.forward_layer, self.backward_layer):
+            out += [rnn.cell.kernel, rnn.cell.recurrent_kernel]
+        return out
+
+
+@dataclass
+class LayerSparsity:
+    """Sparsity of one weight tensor after pruning."""
+
+    layer: str
+    weight: str
+    params: int
+    zeros: int
+    sparsity: float
+
+
+@dataclass
+class SkippedLayer:
+    layer: str
+    params: int
+    reason: str
+
+
+@dataclass
+class PruneResult:
+    model: tf_keras.Model  # stripped: plain layers, zeros in the weights
+    layers: list[LayerSparsity]
+    skipped: list[SkippedLayer]
+    overall_sparsity: float
+    schedule: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+
+
+def schedule_for(total_steps: int, target_sparsity: float, *, updates: int = 10, end_fraction: float = 0.7) -> dict:
+    """``PolynomialDecay`` arguments for ``total_steps`` of fine-tuning (begin 0, end on an update step)."""
+    if total_steps < 2:
+        raise ConfigError(f"pruning needs at least 2 fine-tuning steps, got {total_steps}; raise --epochs or --steps_per_epoch")
+    end = max(1, int(total_steps * end_fraction))
+    frequency = max(1, end // updates)
+    end = min((end // frequency) * frequency, total_steps - 1)
+    end -= end % frequency
+    return {"initial_sparsity": 0.0, "final_sparsity": float(target_sparsity), "begin_step": 0, "end_step": int(end), "frequency": int(frequency)}
+
+
+def _prunable_weight_names(layer) -> list[str] | None:
+    """Names of the weights TF-MOT would prune in ``layer``, or None if it cannot wrap it."""
+    if isinstance(layer, sparsity.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
+        return [w.name for w in layer.get_prunable_weights()]
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    if PruneRegistry.supports(layer):
+        return [w.name for w in PruneRegistry.make_prunable(layer).get_prunable_weights()] if layer.built else []
+    return None
+
+
+def _why_not(layer, prune_embeddings: bool, structured_2_4: bool) -> str | None:
+    """Reason a layer with weights stays dense (None: prune it)."""
+    if isinstance(layer, tf_keras.layers.Bidirectional):
+        return None
+    if not prune_embeddings and (isinstance(layer, tf_keras.layers.Embedding) or "embedding" in layer.name):
+        return "embeddings excluded (--no_prune_embeddings)"
+    names = _prunable_weight_names(layer)
+    if names is None:
+        return f"TF-MOT has no pruning rule for {type(layer).__name__} and it has no get_prunable_weights()"
+    if not names:
+        return "no prunable weights (normalisation, bias-only or weight-free layer)"
+    if structured_2_4:
+        bad = [w for w in _weights_of(layer) if w.shape.rank not in (2, 4)]
+        if bad:
+            return f"2:4 sparsity needs rank-2 or rank-4 kernels; {bad[0].name} has shape {bad[0].shape.as_list()}"
+    return None
+
+
+def _weights_of(layer):
+    if isinstance(layer, tf_keras.layers.Bidirectional):
+        return PrunableBidirectional.get_prunable_weights(layer)
+    if hasattr(layer, "get_prunable_weights"):
+        return layer.get_prunable_weights()
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    return PruneRegistry.make_prunable(layer).get_prunable_weights() if PruneRegistry.supports(layer) else []
+
+
+def _as_prunable_bidirectional(layer: tf_keras.layers.Bidirectional) -> PrunableBidirectional:
+    clone = PrunableBidirectional.from_config(layer.get_config())
+    clone.build(layer.input_shape)
+    clone.set_weights(layer.get_weights())
+    return clone
+
+
+def add_pruning(model: tf_keras.Model, schedule: dict, *, prune_embeddings: bool = True, structured_2_4: bool = False
+                ) -> tuple[tf_keras.Model, list[SkippedLayer]]:
+    """Clone ``model`` with every prunable layer wrapped (nested functional models included)."""
+    skipped: list[SkippedLayer] = []
+    params = {"pruning_schedule": sparsity.PolynomialDecay(**schedule)}
+    if structured_2_4:
+        params = {"pruning_schedule": sparsity.ConstantSparsity(0.5, begin_step=0, end_step=schedule["end_step"], frequency=schedule["frequency"]),
+                  "sparsity_m_by_n": (2, 4)}
+
+    def wrap(layer):
+        if isinstance(layer, tf_keras.Model):
+            return tf_keras.models.clone_model(layer, clone_function=wrap)
+        if not layer.weights:
+            return layer
+        reason = _why_not(layer, prune_embeddings, structured_2_4)
+        if reason:
+            skipped.append(SkippedLayer(layer.name, int(sum(np.prod(w.shape) for w in layer.weights)), reason))
+            return layer
+        if isinstance(layer, tf_keras.layers.Bidirectional) and not isinstance(layer, PrunableBidirectional):
+            layer = _as_prunable_bidirectional(layer)
+        return sparsity.prune_low_magnitude(layer, **params)
+
+    with sparsity.prune_scope():
+        pruned = tf_keras.models.clone_model(model, clone_function=wrap)
+    return pruned, skipped
+
+
+def strip(model: tf_keras.Model) -> tf_keras.Model:
+    """``strip_pruning`` plus :class:`PrunableBidirectional` back to a plain ``Bidirectional``."""
+    stripped = sparsity.strip_pruning(model)
+
+    def plain(layer):
+        if isinstance(layer, tf_keras.Model):
+            return tf_keras.models.clone_model(layer, clone_function=plain)
+        if isinstance(layer, PrunableBidirectional):
+            clone = tf_keras.layers.Bidirectional.from_config(layer.get_config())
+            clone.build(layer.input_shape)
+            clone.set_weights(layer.get_weights())
+            return clone
+        return layer
+
+    return tf_keras.models.clone_model(stripped, clone_function=plain)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def weight_sparsity(model: tf_keras.Model) -> list[LayerSparsity]:
+    """Fraction of exact zeros in every prunable weight (kernels, embeddings) of a plain model."""
+    rows = []
+    for layer in _all_layers(model):
+        inner = layer.layer if isinstance(layer, PruneLowMagnitude) else layer
+        if not inner.weights:
+            continue
+        try:
+            weights = _weights_of(inner)
+        except (ValueError, AttributeError):
+            continue
+        for w in weights:
+            value = w.numpy()
+            zeros = int(np.sum(value == 0))
+            rows.append(LayerSparsity(inner.name, w.name, int(value.size), zeros, zeros / max(1, value.size)))
+    return rows
+
+
+def prune_run(run, *, target_sparsity: float = 0.8, epochs: int = 1, steps_per_epoch: int | None = None, structured_2_4: bool = False,
+              prune_embeddings: bool = True, learning_rate: float | None = None, log_dir: str | pathlib.Path | None = None,
+              verbose: int = 0) -> PruneResult:
+    """Prune ``run.model`` to ``target_sparsity`` while fine-tuning ``epochs`` on the run's training data."""
+    from llmos_tf.compression.run_data import fine_tune_data
+
+    if not 0.0 < target_sparsity < 1.0:
+        raise ConfigError(f"target_sparsity: expected a fraction between 0 and 1 (exclusive), got {target_sparsity}")
+    if epochs < 1:
+        raise ConfigError(f"--epochs: pruning fine-tunes for at least 1 epoch, got {epochs}")
+    data = fine_tune_data(run, steps_per_epoch=steps_per_epoch)
+    total = data.steps_per_epoch * epochs
+    schedule = schedule_for(total, target_sparsity)
+    pruned, skipped = add_pruning(run.model, schedule, prune_embeddings=prune_embeddings, structured_2_4=structured_2_4)
+    wrapped = [l for l in _all_layers(pruned) if isinstance(l, PruneLowMagnitude)]
+    if not wrapped:
+        raise ConfigError("nothing to prune: " + "; ".join(f"{s.layer}: {s.reason}" for s in skipped))
+    # a fine-tuning learning rate: a fraction of the one the run trained with (its peak)
+    lr = learning_rate or float(run.config.training.learning_rate) * (0.5 if run.config.architecture == "bert" else 0.2)
+    pruned.compile(optimizer=tf_keras.optimizers.Adam(lr, clipnorm=1.0), loss=data.loss, metrics=data.metrics)
+    callbacks: list = [sparsity.UpdatePruningStep()]
+    if log_dir is not None:
+        callbacks.append(sparsity.PruningSummaries(log_dir=str(log_dir), update_freq=max(1, total // 20)))
+    history = pruned.fit(data.dataset, epochs=epochs, steps_per_epoch=data.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    stripped = strip(pruned)
+    pruned_names = {(l.layer.name if isinstance(l, PruneLowMagnitude) else l.name) for l in wrapped}
+    rows = [r for r in weight_sparsity(stripped) if r.layer in pruned_names]
+    params = sum(r.params for r in rows)
+    overall = sum(r.zeros for r in rows) / params if params else 0.0
+    return PruneResult(stripped, rows, skipped, float(overall), schedule, {k: [float(x) for x in v] for k, v in history.history.items()})

@@ -1,0 +1,103 @@
+"""TF-MOT pruning: every pruned weight reaches its target, wrappers are stripped, zeros survive save/load."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmos_tf._tf import tf_keras
+from tests.compression.conftest import bert_batch, tiny_bert_classifier
+
+
+def test_each_pruned_bilstm_weight_reaches_target(pruned):
+    names = {r.layer for r in pruned.layers}
+    # the Bidirectional LSTM (through PrunableBidirectional), the embedding and the head are all pruned
+    assert {"embedding", "bilstm_1", "classifier"} <= names, names
+    assert any("recurrent_kernel" in r.weight for r in pruned.layers)
+    for row in pruned.layers:
+        assert abs(row.sparsity - 0.8) <= 0.01, row
+    assert abs(pruned.overall_sparsity - 0.8) <= 0.01
+    schedule = pruned.schedule
+    assert schedule["begin_step"] == 0 and (schedule["end_step"] - schedule["begin_step"]) % schedule["frequency"] == 0
+
+
+def test_stripped_model_is_plain_and_zeros_survive_save(pruned, tmp_path):
+    from llmos_tf.compression.pruning import PrunableBidirectional, PruneLowMagnitude, weight_sparsity
+
+    layers = pruned.model.layers
+    assert not any(isinstance(l, (PruneLowMagnitude, PrunableBidirectional)) for l in layers)
+    assert any(type(l) is tf_keras.layers.Bidirectional for l in layers)
+    path = tmp_path / "pruned.keras"
+    pruned.model.save(path)
+    import llmos_tf.models.layers  # noqa: F401
+
+    loaded = tf_keras.models.load_model(path, compile=False)
+    before = {(r.layer, r.weight): r.zeros for r in weight_sparsity(pruned.model)}
+    after = {(r.layer, r.weight): r.zeros for r in weight_sparsity(loaded)}
+    assert before == after and sum(after.values()) > 0
+    ids = np.array([[5, 6, 7, 0]], np.int32)
+    np.testing.assert_allclose(pruned.model(ids).numpy(), loaded(ids).numpy(), atol=1e-6)
+
+
+def test_pruning_summaries_reach_tensorboard(pruned):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    files = list(pruned.log_dir.rglob("events.out.tfevents.*"))
+    assert files, "PruningSummaries wrote no event file"
+    tags = set()
+    for f in files:
+        acc = event_accumulator.EventAccumulator(str(f), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["tensors"])
+    assert any("sparsity" in t for t in tags), tags
+
+
+def test_embeddings_can_stay_dense_and_are_reported(tiny_run):
+    from llmos_tf.compression.pruning import add_pruning, schedule_for
+
+    _, skipped = add_pruning(tiny_run.model, schedule_for(20, 0.5), prune_embeddings=False)
+    reasons = {s.layer: s.reason for s in skipped}
+    assert "embedding" in reasons and "no_prune_embeddings" in reasons["embedding"]
+
+
+def test_bert_attention_and_feed_forward_are_pruned():
+    from llmos_tf.compression.pruning import PruneLowMagnitude, add_pruning, schedule_for, sparsity, strip, weight_sparsity
+
+    model = tiny_bert_classifier()
+    x, y = bert_batch()
+    steps = 12
+    pruned, skipped = add_pruning(model, schedule_for(steps, 0.7))
+    inner = [l for l in pruned.layers if isinstance(l, tf_keras.Model)][0]
+    wrapped = {l.layer.name for l in inner.layers if isinstance(l, PruneLowMagnitude)}
+    assert {"embeddings", "transformer_layer_0", "transformer_layer_1"} <= wrapped, wrapped
+    pruned.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    pruned.fit(x, y, batch_size=8, epochs=3, callbacks=[sparsity.UpdatePruningStep()], verbose=0)  # 12 steps
+    rows = [r for r in weight_sparsity(strip(pruned)) if r.layer.startswith("transformer_layer")]
+    weights = {r.weight.split("/")[-2] + "/" + r.weight.split("/")[-1] for r in rows}
+    assert any("query" in w for w in weights) and any("intermediate" in w or "kernel" in w for w in weights)
+    for row in rows:
+        assert abs(row.sparsity - 0.7) <= 0.01, row
+    # LayerNormalization is not a pruning target: nothing of it is wrapped on its own
+    assert all("layer_norm" not in r.weight for r in rows)
+
+
+def test_structured_2_4_leaves_two_of_every_four(tiny_run):
+    from llmos_tf.compression.pruning import add_pruning, schedule_for, sparsity, strip
+
+    model = tiny_bert_classifier()
+    x, y = bert_batch()
+    pruned, skipped = add_pruning(model, schedule_for(8, 0.5), structured_2_4=True)
+    pruned.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    pruned.fit(x, y, batch_size=8, epochs=2, callbacks=[sparsity.UpdatePruningStep()], verbose=0)
+    head = strip(pruned).get_layer("classifier").kernel.numpy()  # [16, 3]: groups of 4 along the input axis
+    groups = head.T.reshape(-1, 4)
+    assert np.all(np.sum(groups == 0, axis=1) >= 2)
+    # rank-3 attention kernels cannot take 2:4 masks: those layers are named with the reason
+    assert any("2:4" in s.reason for s in skipped)
+
+
+def test_bad_target_is_a_clear_error(tiny_run):
+    from llmos_tf.compression.pruning import prune_run
+    from llmos_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="target_sparsity"):
+        prune_run(tiny_run, target_sparsity=1.5)

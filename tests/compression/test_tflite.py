@@ -1,0 +1,51 @@
+"""Every TFLite variant loads, runs and agrees with the float model on >= 98% of fixture predictions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmos_tf.compression.run_data import model_inputs, representative_inputs
+from llmos_tf.compression.tflite import TFLiteRunner, convert_to_tflite, make_interpreter
+from tests.compression.conftest import bert_batch, tiny_bert_classifier
+
+
+def _agreement(run, model, content, texts) -> float:
+    runner = TFLiteRunner(make_interpreter(content))
+    inputs = model_inputs(run, texts)
+    expected = model(inputs["token_ids"]).numpy().argmax(-1)
+    got = runner(inputs).argmax(-1)
+    return float(np.mean(expected == got))
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "int8", "float16"])
+def test_lstm_variants_agree_with_float(tiny_run, pruned, validation_texts, mode):
+    example = representative_inputs(tiny_run, 1)
+    representative = representative_inputs(tiny_run, 40) if mode == "int8" else None
+    conversion = convert_to_tflite(pruned.model, mode, example_inputs=example, representative=representative, max_length=tiny_run.max_length)
+    # the LSTM loop needs static shapes with builtin ops only, and says so
+    assert conversion.static_shape == [1, tiny_run.max_length] and not conversion.select_tf_ops
+    assert any("static input shape" in n for n in conversion.notes)
+    assert _agreement(tiny_run, pruned.model, conversion.content, validation_texts) >= 0.98
+    if mode == "int8":
+        interpreter = make_interpreter(conversion.content)
+        assert any(d["dtype"] == np.int8 for d in interpreter.get_tensor_details()), "no int8 tensor in the int8 model"
+
+
+def test_bert_converts_with_dynamic_shapes():
+    model = tiny_bert_classifier()
+    x, _ = bert_batch(16)
+    conversion = convert_to_tflite(model, "dynamic", example_inputs=[{k: v[:1] for k, v in x.items()}])
+    assert conversion.static_shape is None
+    runner = TFLiteRunner(make_interpreter(conversion.content))
+    got = runner(x)  # a whole batch at once
+    expected = model(x).numpy()
+    assert got.shape == expected.shape
+    assert np.mean(got.argmax(-1) == expected.argmax(-1)) >= 0.98
+    assert np.abs(got - expected).max() < 0.05
+
+
+def test_unknown_mode_is_a_clear_error(pruned):
+    from llmos_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid modes"):
+        convert_to_tflite(pruned.model, "int4", example_inputs=[])
