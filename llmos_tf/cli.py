@@ -57,6 +57,9 @@ def _add_train(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. training.epochs=3 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name instead of refusing")
     p.add_argument("--strategy", default="auto", help="tf.distribute strategy: auto (default), default, one_device, mirrored, multi_worker, tpu")
+    p.add_argument("--tpu", help="Cloud TPU name or grpc:// address for TPUClusterResolver (--strategy auto then picks tpu)")
+    p.add_argument("--mixed_precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                   help="Keras dtype policy while training (sets training.mixed_precision); outputs stay float32")
     p.add_argument("--profile", nargs="?", const="2,4", default=None, metavar="START,STOP",
                    help="record TensorBoard profiler traces for training batches START..STOP (default 2,4) in runs/<name>/plugins/profile")
     p.set_defaults(func=_cmd_train)
@@ -66,8 +69,9 @@ def _cmd_train(args) -> int:
     from llmos_tf.config import load_config
     from llmos_tf.training.trainer import train
 
-    cfg = load_config(args.config, args.overrides)
-    result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, command="llmos " + shlex.join(sys.argv[1:]), profile=args.profile)
+    overrides = args.overrides + ([f"training.mixed_precision={args.mixed_precision}"] if args.mixed_precision else [])
+    cfg = load_config(args.config, overrides)
+    result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, tpu=args.tpu, command="llmos " + shlex.join(sys.argv[1:]), profile=args.profile)
     val = result.metrics["validation"]
     data = result.info.get("data", {})
     rows = [
@@ -306,9 +310,10 @@ def _add_optional(sub) -> None:
         pass
     else:
         add_export_parser(sub)
-    from llmos_tf.compression.cli import add_compress_parser
+    from llmos_tf.compression.cli import add_compress_parser, add_distill_parser
 
     add_compress_parser(sub)
+    add_distill_parser(sub)
     try:
         from llmos_tf.serving.cli import add_serve_arguments, run_serve
     except ImportError:

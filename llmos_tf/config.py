@@ -68,6 +68,7 @@ class TrainingConfig:
     log_every_steps: int = 50  # TensorBoard step-level scalars
     backup_every_steps: int = 200  # BackupAndRestore frequency (resume after kill -9)
     steps_per_epoch: int | None = None  # cap, for quick runs
+    mixed_precision: str | None = None  # None/float32 | mixed_float16 (GPU, loss-scaled) | mixed_bfloat16 (TPU, recent CPUs)
 
 
 @dataclass
@@ -240,6 +241,8 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"training.batch_size: expected at least 1, got {t.batch_size}")
     if t.learning_rate <= 0:
         raise ConfigError(f"training.learning_rate: expected a positive number, got {t.learning_rate}")
+    if t.mixed_precision not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
+        raise ConfigError(f"training.mixed_precision: unknown policy {t.mixed_precision!r}; valid: float32, mixed_float16, mixed_bfloat16")
     if t.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"training.optimizer: unknown optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
     if cfg.task == "multitask":

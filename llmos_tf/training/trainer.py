@@ -31,9 +31,10 @@ from llmos_tf.errors import RunError
 from llmos_tf.models import registry
 from llmos_tf.training import artifacts
 from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, ValidationReport, metric_mode
-from llmos_tf.training.distribute import resolve_strategy
+from llmos_tf.training.distribute import WorkerRole, resolve_strategy, with_data_sharding
 from llmos_tf.training.evaluation import classification_metrics
 from llmos_tf.training.optimizers import build_optimizer
+from llmos_tf.training.precision import loss_scaled, precision_policy
 from llmos_tf.training.tensorboard_extras import EmbeddingProjector, profile_batches
 
 
@@ -57,6 +58,7 @@ def training_facts(*, model, history, best, monitor: str, steps_per_epoch: int, 
         "replicas": replicas,
         "resumed": resumed,
         "resumed_from_step": start_step,
+        "initial_epoch": history.epoch[0] if history.epoch else None,  # > 0 when BackupAndRestore resumed a later epoch
         "optimizer_steps": final_step,
         "wall_time_seconds": round(time.time() - started, 1),
         "command": command,
@@ -74,10 +76,15 @@ class StartStep(tf_keras.callbacks.Callback):
         self.step = int(self.model.optimizer.iterations.numpy())
 
 
-def _prepare_run_dir(cfg: RunConfig, overwrite: bool) -> tuple[pathlib.Path, bool]:
-    """Return (run_dir, resuming)."""
+def _prepare_run_dir(cfg: RunConfig, overwrite: bool, role: WorkerRole | None = None) -> tuple[pathlib.Path, bool]:
+    """Return (run_dir, resuming); a non-chief worker gets its scratch folder and leaves the run folder to the chief."""
     run_dir = cfg.run_dir
     config_text = dump_config(cfg)
+    if role is not None and not role.is_chief:
+        if artifacts.is_finished(run_dir) and not overwrite:  # the chief refuses too: fail here rather than hang
+            raise RunError(f"{run_dir}: a finished run already exists; pass --overwrite to replace it or --set name=NEW_NAME")
+        artifacts.write_text_atomic(role.write_dir / artifacts.CONFIG_FILE, config_text)
+        return role.write_dir, (run_dir / artifacts.BACKUP_DIR).is_dir()
     if run_dir.exists():
         if overwrite:
             shutil.rmtree(run_dir)
@@ -145,7 +152,7 @@ def write_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
 
 
 def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None,
-          profile: str | None = None) -> TrainResult:
+          profile: str | None = None, tpu: str | None = None) -> TrainResult:
     """Train the model the config describes; see the module docstring for the steps.
 
     ``profile`` (``"START,STOP"`` batches, classification runs) records TensorBoard profiler traces.
@@ -162,10 +169,12 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
 
         return train_multitask(cfg, overwrite=overwrite, strategy=strategy, verbose=verbose, command=command)
     started = time.time()
+    dist = resolve_strategy(strategy, tpu=tpu)  # first: MultiWorkerMirroredStrategy must exist before other TensorFlow work
+    role = WorkerRole.of(dist, cfg.run_dir)
     tf_keras.utils.set_random_seed(cfg.seed)
     data = prepare_classification_data(cfg.data, cfg.seed)
     arch = registry.get(cfg.architecture)
-    run_dir, resuming = _prepare_run_dir(cfg, overwrite)
+    run_dir, resuming = _prepare_run_dir(cfg, overwrite, role)
     vocab = _vocabulary(cfg, data, run_dir, arch)
     data.labels.save(run_dir / artifacts.LABELS_FILE)
 
@@ -173,7 +182,6 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
     d = cfg.data
     max_length = arch.max_length(model_cfg, d.max_length)
     tokenizer = arch.tokenizer(model_cfg, vocab, cfg.text, max_length)
-    dist = resolve_strategy(strategy)
     replicas = dist.num_replicas_in_sync
     plan = BatchingPlan(
         batch_size=cfg.training.batch_size * replicas,
@@ -190,17 +198,17 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
         steps_per_epoch = min(steps_per_epoch, cfg.training.steps_per_epoch)
     if steps_per_epoch < 1:
         raise RunError(f"data.train: {len(train_texts)} examples make no full batch of {plan.batch_size} in TPU mode; lower training.batch_size")
-    train_ds = make_dataset(train_texts, data.y_train, tokenizer, plan, training=True, seed=cfg.seed, shuffle_buffer=d.shuffle_buffer, repeat=True, features=arch.features)
+    train_ds = with_data_sharding(make_dataset(train_texts, data.y_train, tokenizer, plan, training=True, seed=cfg.seed, shuffle_buffer=d.shuffle_buffer, repeat=True, features=arch.features))
     eval_plan = BatchingPlan(batch_size=plan.batch_size, max_length=max_length, bucketing=False, tpu_mode=False)
     val_texts = data.validation["text"].tolist()
-    val_ds = make_dataset(val_texts, data.y_validation, tokenizer, eval_plan, training=False, features=arch.features)
+    val_ds = with_data_sharding(make_dataset(val_texts, data.y_validation, tokenizer, eval_plan, training=False, features=arch.features))
     val_inputs = val_ds.map(lambda x, y: x)
 
     total_steps = steps_per_epoch * cfg.training.epochs
-    with dist.scope():
+    with dist.scope(), precision_policy(cfg.training.mixed_precision):  # layers take the policy when built
         model = arch.build(model_cfg, registry.BuildContext(num_labels=len(data.labels), vocabulary=vocab, task=cfg.task, max_length=max_length))
         model.compile(
-            optimizer=build_optimizer(cfg.training, total_steps),
+            optimizer=loss_scaled(build_optimizer(cfg.training, total_steps), cfg.training.mixed_precision),
             loss=tf_keras.losses.SparseCategoricalCrossentropy(),
             metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             steps_per_execution=1,
@@ -208,10 +216,12 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
 
     if not resuming:
         write_hparams(run_dir, cfg)
+    role.seed_from_chief(artifacts.CHECKPOINT_DIR)  # a resumed worker restores what the chief restores
     best = BestCheckpoint(run_dir / artifacts.CHECKPOINT_DIR, cfg.training.monitor)
     start_step = StartStep()
     callbacks: list[tf_keras.callbacks.Callback] = [
-        tf_keras.callbacks.BackupAndRestore(str(run_dir / artifacts.BACKUP_DIR), save_freq=max(1, cfg.training.backup_every_steps), delete_checkpoint=False),
+        # the chief's backup/ for every worker (Keras writes non-chief copies to a temporary sub-folder)
+        tf_keras.callbacks.BackupAndRestore(str(cfg.run_dir / artifacts.BACKUP_DIR), save_freq=max(1, cfg.training.backup_every_steps), delete_checkpoint=False),
         start_step,  # after BackupAndRestore: sees the restored step counter
         ValidationReport(val_inputs, data.y_validation, val_texts, data.labels.names, run_dir),
         EmbeddingProjector(val_inputs, data.y_validation, val_texts, data.labels.names, run_dir / "validation"),
@@ -251,5 +261,6 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
             replicas=replicas, resumed=resuming, start_step=start_step.step, final_step=final_step, started=started, command=command,
         ),
     }
-    artifacts.finish_run(run_dir, model, metrics, info)
-    return TrainResult(run_dir=run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})
+    artifacts.finish_run(run_dir, model, metrics, info)  # every worker saves (saving may need collectives) ...
+    role.cleanup()  # ... and only the chief's copy stays
+    return TrainResult(run_dir=cfg.run_dir, metrics=metrics, info=info, history={k: [float(x) for x in v] for k, v in history.history.items()})
