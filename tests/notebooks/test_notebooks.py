@@ -90,6 +90,31 @@ def test_01_quickstart(quickstart):
     assert page.count("<table") == 2 and "macro_f1" in page
 
 
+def test_02_compression(quickstart, workspace):
+    runs = pathlib.Path(quickstart[1]["bilstm_dir"]).parent
+    params = {"RUN_DIR": str(runs / "sample_bilstm"), "TEACHER_DIR": str(runs / "sample_bert"), "DATA_DIR": workspace["DATA_DIR"],
+              "RUNS_DIR": str(workspace["root"] / "distill_runs"), "CONFIG_DIR": workspace["CONFIG_DIR"],
+              "MODEL_BASE_PATH": str(workspace["root"] / "compressed"), "TARGET_SPARSITY": 0.5,
+              "QUANTIZE": [],  # TFLite conversion of an LSTM takes minutes here; tests/compression covers it
+              "STEPS_PER_EPOCH": 6, "EPOCHS": 2}
+    probe = ('{"rows": report.to_frame().to_dict(orient="records"), "versions": versions, '
+             '"distilled": distilled.metrics["validation"]["accuracy"], "student": distilled.info["architecture"]}')
+    nb, probe = execute("02_compression", params, probe, workspace["root"])
+    rows = {r["variant"]: r for r in probe["rows"]}
+    assert set(rows) == {"dense", "pruned"}
+    assert rows["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    for row in rows.values():
+        assert 0.5 <= row["accuracy"] <= 1.0, row
+    assert rows["pruned"]["gzip_bytes"] < rows["dense"]["gzip_bytes"]  # half the weights are zeros
+    published = sorted(int(r["version"]) for r in rows.values() if r["version"] == r["version"] and r["version"] is not None)
+    assert probe["versions"] == published == [1]  # the pruned variant, served as version 1
+    (report,) = tagged(nb, "report")
+    assert "<table" in mime_outputs(report, "text/html")[0]
+    (plot,) = tagged(nb, "plot")
+    assert mime_outputs(plot, "image/png")
+    assert probe["student"] == "bilstm" and 0.6 <= probe["distilled"] <= 1.0  # a learnt student, not a copy
+
+
 def test_03_serving(quickstart, workspace):
     bilstm_dir = quickstart[1]["bilstm_dir"]
     params = {"RUN_DIR": bilstm_dir, "DATA_DIR": workspace["DATA_DIR"], "CONFIG_DIR": workspace["CONFIG_DIR"],
