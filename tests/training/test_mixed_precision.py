@@ -1,4 +1,8 @@
-"""``--mixed_precision``: bfloat16 compute while training, float32 probabilities out, the global policy restored."""
+"""``--mixed_precision``: bfloat16/float16 compute while training, float32 probabilities out, the global policy restored.
+
+Both policies train on this CPU-only machine (TF 2.21 has CPU kernels for both;
+float16 warns that only GPUs run it fast), so both are tested.
+"""
 import numpy as np
 import pytest
 
@@ -10,17 +14,18 @@ from llmos_tf.training.precision import check_policy, loss_scaled, precision_pol
 from tests.conftest import tiny_config_text
 
 
-def test_bfloat16_training_saves_a_float32_output_model(tmp_path, tiny_data):
+@pytest.mark.parametrize("policy,compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_mixed_precision_training_saves_a_float32_output_model(tmp_path, tiny_data, policy, compute):
     from llmos_tf.training.trained_run import TrainedRun
 
     config = tmp_path / "tiny.yaml"
-    config.write_text(tiny_config_text(tiny_data["train"], tmp_path / "runs", name="bf16", epochs=3))
-    assert main(["train", str(config), "--mixed_precision", "mixed_bfloat16", "--strategy", "default"]) == 0
+    config.write_text(tiny_config_text(tiny_data["train"], tmp_path / "runs", name=compute, epochs=3))
+    assert main(["train", str(config), "--mixed_precision", policy, "--strategy", "default"]) == 0
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # only the training used the policy
 
-    run = TrainedRun.load(tmp_path / "runs" / "bf16")
-    assert run.config.training.mixed_precision == "mixed_bfloat16"
-    assert run.model.get_layer("bilstm_1").compute_dtype == "bfloat16"
+    run = TrainedRun.load(tmp_path / "runs" / compute)
+    assert run.config.training.mixed_precision == policy
+    assert run.model.get_layer("bilstm_1").compute_dtype == compute
     assert run.model.get_layer("embedding").variable_dtype == "float32"  # weights stay float32
     probs = run.predict_proba(["the film was wonderful and lovely", "the plot was awful and boring"])
     assert probs.dtype == np.float32
