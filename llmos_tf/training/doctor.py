@@ -20,8 +20,9 @@ from typing import Any
 
 from llmos_tf._tf import tf, tf_keras
 
-# placeholder vocabulary: TPU findings depend on the architecture, not on the learnt words
-_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(59)]
+# placeholder texts: TPU findings depend on the architecture, not on the learnt words
+# (a checkpoint-based model still gets its checkpoint's vocabulary from the architecture)
+_TEXTS = [f"placeholder text number {i}" for i in range(64)]
 
 
 def machine_report() -> dict[str, Any]:
@@ -88,7 +89,8 @@ def tpu_findings(cfg) -> list[str]:
     arch = registry.get(cfg.architecture)
     model_cfg = registry.model_config(cfg.model)
     length = arch.max_length(model_cfg, cfg.data.max_length)
-    model = arch.build(model_cfg, registry.BuildContext(num_labels=2, vocabulary=_VOCAB, max_length=cfg.data.max_length))
+    vocabulary = arch.vocabulary(model_cfg, _TEXTS, cfg.text)
+    model = arch.build(model_cfg, registry.BuildContext(num_labels=2, vocabulary=vocabulary, max_length=cfg.data.max_length))
     for layer in model.submodules:
         for weight in getattr(layer, "weights", []):
             if weight.dtype == tf.string:
