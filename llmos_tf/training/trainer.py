@@ -31,7 +31,7 @@ from llmos_tf.errors import RunError
 from llmos_tf.models import registry
 from llmos_tf.training import artifacts
 from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, ValidationReport, metric_mode
-from llmos_tf.training.distribute import WorkerRole, resolve_strategy, with_data_sharding
+from llmos_tf.training.distribute import WorkerRole, describe_choice, resolve_strategy, with_data_sharding
 from llmos_tf.training.evaluation import classification_metrics
 from llmos_tf.training.optimizers import build_optimizer
 from llmos_tf.training.precision import loss_scaled, precision_policy
@@ -160,6 +160,10 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
     if profile and cfg.task != "classification":
         raise RunError(f"--profile: profiler traces are recorded for classification runs; this run's task is {cfg.task!r}")
     profile_batches(profile)  # a bad --profile value fails before any folder is written
+    if cfg.task != "classification" and describe_choice(strategy, tpu=tpu) == "multi_worker":
+        # the tagger and multitask trainers do not separate chief and worker folders yet: refuse rather than corrupt a run
+        raise RunError(f"--strategy multi_worker: multi-worker training is implemented for classification runs; "
+                       f"train this {cfg.task!r} run on one machine (--strategy mirrored uses all its GPUs)")
     if cfg.task == "ner":
         from llmos_tf.training.tagging import train_tagger
 

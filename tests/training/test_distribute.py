@@ -133,3 +133,26 @@ def test_compression_strategy_check_fails_up_front_on_tpu():
         check_compression_strategy("tpu", "qat")
     with pytest.raises(ConfigError, match="valid: prune, qat, distill, ptq"):
         check_compression_strategy("default", "cluster")
+
+
+def test_multi_worker_is_refused_for_runs_without_chief_only_writes(tmp_path):
+    from llmos_tf.config import config_from_dict
+    from llmos_tf.errors import RunError
+    from llmos_tf.training.trainer import train
+
+    cfg = config_from_dict({"task": "ner", "output_dir": str(tmp_path), "data": {"train": str(tmp_path / "train.conll")}})
+    with pytest.raises(RunError, match="multi-worker training is implemented for classification runs"):
+        train(cfg, strategy="multi_worker")
+    assert not any(tmp_path.iterdir())  # refused before any folder was written
+
+
+def test_tf_config_errors_name_the_field(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG: not valid JSON"):
+        resolve_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}))
+    with pytest.raises(ConfigError, match=r"TF_CONFIG.task: worker:3 is not in cluster \['worker'\]"):
+        resolve_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ConfigError, match="TF_CONFIG.cluster"):
+        resolve_strategy("auto")
