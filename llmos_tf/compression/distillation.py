@@ -132,7 +132,7 @@ class Distiller(tf_keras.Model):
         log_student = tf.nn.log_softmax(logits / t)
         return tf.reduce_sum(p_teacher * (tf.math.log(tf.maximum(p_teacher, 1e-12)) - log_student), axis=-1) * t * t
 
-    def _losses(self, targets, logits):
+    def _loss_terms(self, targets, logits):
         label = tf.cast(targets["label"], tf.int32)
         labelled = tf.cast(label >= 0, tf.float32)
         hard = tf_keras.losses.sparse_categorical_crossentropy(tf.maximum(label, 0), logits, from_logits=True)
@@ -144,7 +144,7 @@ class Distiller(tf_keras.Model):
         inputs, targets = data
         with tf.GradientTape() as tape:
             logits = self.logits_model(inputs, training=True)
-            total, hard, soft, label, labelled = self._losses(targets, logits)
+            total, hard, soft, label, labelled = self._loss_terms(targets, logits)
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         return self._update(total, hard, soft, label, labelled, logits)
@@ -152,7 +152,7 @@ class Distiller(tf_keras.Model):
     def test_step(self, data):
         inputs, targets = data
         logits = self.logits_model(inputs, training=False)
-        total, hard, soft, label, labelled = self._losses(targets, logits)
+        total, hard, soft, label, labelled = self._loss_terms(targets, logits)
         return self._update(total, hard, soft, label, labelled, logits)
 
     def _update(self, total, hard, soft, label, labelled, logits):

@@ -154,12 +154,20 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
     base = variants[0]
     if prune:
         say(f"pruning to {target_sparsity:.0%}{' (2:4)' if structured_2_4 else ''}, fine-tuning {epochs} epoch(s) ...")
-        from llmos_tf.compression.pruning import prune_run
+        from llmos_tf.compression.pruning import load_cached, prune_run, save_cached
 
-        result = prune_run(
-            run, target_sparsity=target_sparsity, epochs=epochs, steps_per_epoch=steps_per_epoch,
-            structured_2_4=structured_2_4, prune_embeddings=prune_embeddings, log_dir=log_dir / "pruning", verbose=verbose,
-        )
+        settings = {"run": str(run.run_dir), "target_sparsity": target_sparsity, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+                    "structured_2_4": structured_2_4, "prune_embeddings": prune_embeddings}
+        cache = log_dir / "pruned_cache"
+        result = load_cached(cache, settings)
+        if result is not None:
+            say(f"reusing the pruned model in {cache} (same settings)")
+        else:
+            result = prune_run(
+                run, target_sparsity=target_sparsity, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                structured_2_4=structured_2_4, prune_embeddings=prune_embeddings, log_dir=log_dir / "pruning", verbose=verbose,
+            )
+            save_cached(cache, settings, result)
         details = {
             "target_sparsity": target_sparsity,
             "structured_2_4": structured_2_4,

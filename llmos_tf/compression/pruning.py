@@ -240,3 +240,42 @@ def prune_run(run, *, target_sparsity: float = 0.8, epochs: int = 1, steps_per_e
     params = sum(r.params for r in rows)
     overall = sum(r.zeros for r in rows) / params if params else 0.0
     return PruneResult(stripped, rows, skipped, float(overall), schedule, {k: [float(x) for x in v] for k, v in history.history.items()})
+
+
+def save_cached(folder: str | pathlib.Path, settings: dict, result: PruneResult) -> None:
+    """Keep a finished pruning (the slow part) so a later failure (conversion, export) does not redo it."""
+    import dataclasses
+    import json
+    import shutil
+
+    folder = pathlib.Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    result.model.save(tmp / "model.keras")
+    state = {"settings": settings, "layers": [dataclasses.asdict(r) for r in result.layers],
+             "skipped": [dataclasses.asdict(r) for r in result.skipped], "overall_sparsity": result.overall_sparsity,
+             "schedule": result.schedule, "history": result.history}
+    (tmp / "pruning.json").write_text(json.dumps(state, indent=2, default=str))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def load_cached(folder: str | pathlib.Path, settings: dict) -> PruneResult | None:
+    """The cached pruning for exactly these settings, or None."""
+    import json
+
+    folder = pathlib.Path(folder)
+    state_path = folder / "pruning.json"
+    if not state_path.is_file() or not (folder / "model.keras").is_file():
+        return None
+    state = json.loads(state_path.read_text())
+    if state.get("settings") != json.loads(json.dumps(settings, default=str)):
+        return None
+    import llmos_tf.models.bert  # noqa: F401  (registers custom layers)
+    import llmos_tf.models.heads  # noqa: F401
+    import llmos_tf.models.layers  # noqa: F401
+
+    model = tf_keras.models.load_model(folder / "model.keras", compile=False)
+    return PruneResult(model, [LayerSparsity(**r) for r in state["layers"]], [SkippedLayer(**r) for r in state["skipped"]],
+                       state["overall_sparsity"], state["schedule"], state["history"])

@@ -108,6 +108,61 @@ def _converter(folder: str, mode: str, representative: Sequence[dict[str, np.nda
     return converter
 
 
+# Ops kept float in int8 models (selective quantization): masked pooling writes -1e9 into padded
+# steps before its max (SELECT_V2 → REDUCE_MAX), and one int8 scale cannot cover -1e9 and the
+# activations; its mean divides by a mask count that int8 DIV can round to 0.
+FLOAT_OPS_IN_INT8 = ("DIV", "SELECT_V2", "REDUCE_MAX")
+
+
+def _convert(converter, mode: str) -> bytes:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if mode != "int8":
+            return converter.convert()
+        # TFLite's selective quantization: everything int8 except the denylisted ops
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(FLOAT_OPS_IN_INT8)))
+        return debugger.get_nondebug_quantized_model()
+
+
+def has_recurrent_layers(model: tf_keras.Model) -> bool:
+    """LSTM/GRU anywhere in the model (inside ``Bidirectional`` or a nested model too)."""
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.Model) and has_recurrent_layers(layer):
+            return True
+        inner = getattr(layer, "forward_layer", layer)
+        if isinstance(inner, tf_keras.layers.RNN):
+            return True
+    return False
+
+
+def unrolled(model: tf_keras.Model, length: int) -> tf_keras.Model:
+    """A copy at input shape ``[1, length]`` with every LSTM/GRU unrolled (``unroll=True``), same weights.
+
+    TFLite's int8 calibrator crashes (SIGSEGV, TF 2.21) on the ``while`` loop of
+    a Keras LSTM; unrolled over the static length the loop disappears into
+    plain builtins that calibrate and quantize like any other layer."""
+    if isinstance(model.input, dict):
+        raise ConfigError("unrolling recurrent layers needs a single token-id input")
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, tf_keras.layers.Bidirectional):
+            for key in ("layer", "backward_layer"):
+                if key in config:
+                    config[key]["config"]["unroll"] = True
+        elif isinstance(layer, tf_keras.layers.RNN):
+            config["unroll"] = True
+        return layer.__class__.from_config(config)
+
+    name = model.inputs[0].name.split(":")[0]
+    inputs = tf_keras.Input(batch_shape=(1, length), dtype="int32", name=name)
+    copy = tf_keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _needs_static_shapes(err: Exception) -> bool:
     text = str(err)
     return "tensor list" in text.lower() or "TensorList" in text or "FlexTensorList" in text
@@ -121,30 +176,34 @@ def convert_to_tflite(model: tf_keras.Model, mode: str = "dynamic", *, example_i
     notes: list[str] = []
     folder = tempfile.mkdtemp(prefix="llmos-tflite-")
     try:
-        static_length = None
-        _saved_model(model, [None, None], folder)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                content = _converter(folder, mode, representative, None).convert()
-        except Exception as err:  # the converter raises ConverterError and friends
-            if not _needs_static_shapes(err) or not max_length:
-                raise RunError(f"TFLite conversion ({mode}) failed: {str(err).strip().splitlines()[-1][:500]}") from None
-            static_length = int(max_length)
-            shutil.rmtree(folder, ignore_errors=True)
-            folder = tempfile.mkdtemp(prefix="llmos-tflite-")
-            _saved_model(model, [1, static_length], folder)
+        # recurrent layers go straight to static shapes (a dynamic attempt would only fail, slowly)
+        static_length = int(max_length) if max_length and has_recurrent_layers(model) else None
+        content = None
+        if static_length is None:
+            _saved_model(model, [None, None], folder)
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    content = _converter(folder, mode, representative, static_length).convert()
+                content = _convert(_converter(folder, mode, representative, None), mode)
+            except Exception as err:  # the converter raises ConverterError and friends
+                if not _needs_static_shapes(err) or not max_length:
+                    raise RunError(f"TFLite conversion ({mode}) failed: {str(err).strip().splitlines()[-1][:500]}") from None
+                static_length = int(max_length)
+                shutil.rmtree(folder, ignore_errors=True)
+                folder = tempfile.mkdtemp(prefix="llmos-tflite-")
+        if content is None:
+            unroll = mode == "int8"
+            _saved_model(unrolled(model, static_length) if unroll else model, [1, static_length], folder)
+            try:
+                content = _convert(_converter(folder, mode, representative, static_length), mode)
             except Exception as err2:
                 raise RunError(f"TFLite conversion ({mode}, static shape [1, {static_length}]) failed: "
                                f"{str(err2).strip().splitlines()[-1][:500]}") from None
             notes.append(f"static input shape [1, {static_length}]: the LSTM loop needs static shapes for TFLite builtins "
                          "(no SELECT_TF_OPS); texts are padded to max_length and run one at a time")
+            if unroll:
+                notes.append("LSTMs unrolled over max_length for int8 calibration (TFLite's calibrator crashes on the LSTM loop)")
         if mode == "int8":
-            notes.append("int8 weights and activations (calibrated on training texts), float fallback for ops without int8 kernels")
+            notes.append("int8 weights and activations (calibrated on training texts); float fallback for ops without int8 "
+                         f"kernels and for {', '.join(FLOAT_OPS_IN_INT8)} (selective quantization)")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     conversion = TFLiteConversion(content, mode, [1, static_length] if static_length else None, False, notes)
@@ -156,7 +215,18 @@ def make_interpreter(content: bytes | None = None, path: str | None = None, thre
     """A TFLite interpreter (tf.lite's; its deprecation warning in favour of ai_edge_litert is silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return tf.lite.Interpreter(model_content=content, model_path=path, num_threads=threads)
+        interpreter = tf.lite.Interpreter(model_content=content, model_path=path, num_threads=threads)
+        try:
+            interpreter.allocate_tensors()
+        except RuntimeError as err:
+            if "XNNPACK" not in str(err):
+                raise
+            # XNNPACK cannot take some int8 graphs (e.g. an unrolled LSTM); TFLite's own kernels can
+            interpreter = tf.lite.Interpreter(
+                model_content=content, model_path=path, num_threads=threads,
+                experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            interpreter.allocate_tensors()
+        return interpreter
 
 
 class TFLiteRunner:

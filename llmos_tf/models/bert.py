@@ -209,7 +209,8 @@ class TransformerBlock(tf_keras.layers.Layer):
     def call(self, x, padding_mask=None, training=None):
         attention_mask = None
         if padding_mask is not None:
-            keys = tf.cast(padding_mask, tf.bool)[:, tf.newaxis, :]  # [B, 1, T]
+            # expand_dims on int32, not a strided slice on bool: TFLite has no bool StridedSlice with new_axis
+            keys = tf.cast(tf.expand_dims(tf.cast(padding_mask, tf.int32), 1), tf.bool)  # [B, 1, T]
             attention_mask = tf.broadcast_to(
                 keys, tf.stack([tf.shape(x)[0], tf.shape(x)[1], tf.shape(keys)[-1]]))
         attended = self.attention(query=x, value=x, attention_mask=attention_mask,

@@ -32,7 +32,7 @@ class MaskedMeanPooling(tf_keras.layers.Layer):
     def call(self, sequence, padding_mask=None):
         if padding_mask is None:
             return tf.reduce_mean(sequence, axis=1)
-        weights = tf.cast(padding_mask, sequence.dtype)[:, :, tf.newaxis]
+        weights = tf.expand_dims(tf.cast(padding_mask, sequence.dtype), -1)  # expand_dims: TFLite-friendly
         total = tf.reduce_sum(sequence * weights, axis=1)
         count = tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
         return total / count

@@ -31,9 +31,10 @@ def test_stripped_model_is_plain_and_zeros_survive_save(pruned, tmp_path):
     import llmos_tf.models.layers  # noqa: F401
 
     loaded = tf_keras.models.load_model(path, compile=False)
-    before = {(r.layer, r.weight): r.zeros for r in weight_sparsity(pruned.model)}
-    after = {(r.layer, r.weight): r.zeros for r in weight_sparsity(loaded)}
-    assert before == after and sum(after.values()) > 0
+    # weight names gain a prefix on reload; the per-layer zero counts, in order, must not change
+    before = [(r.layer, r.zeros) for r in weight_sparsity(pruned.model)]
+    after = [(r.layer, r.zeros) for r in weight_sparsity(loaded)]
+    assert before == after and sum(z for _, z in after) > 0
     ids = np.array([[5, 6, 7, 0]], np.int32)
     np.testing.assert_allclose(pruned.model(ids).numpy(), loaded(ids).numpy(), atol=1e-6)
 
