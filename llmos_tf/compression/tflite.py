@@ -137,32 +137,6 @@ def has_recurrent_layers(model: tf_keras.Model) -> bool:
     return False
 
 
-def unrolled(model: tf_keras.Model, length: int) -> tf_keras.Model:
-    """A copy at input shape ``[1, length]`` with every LSTM/GRU unrolled (``unroll=True``), same weights.
-
-    TFLite's int8 calibrator crashes (SIGSEGV, TF 2.21) on the ``while`` loop of
-    a Keras LSTM; unrolled over the static length the loop disappears into
-    plain builtins that calibrate and quantize like any other layer."""
-    if isinstance(model.input, dict):
-        raise ConfigError("unrolling recurrent layers needs a single token-id input")
-
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, tf_keras.layers.Bidirectional):
-            for key in ("layer", "backward_layer"):
-                if key in config:
-                    config[key]["config"]["unroll"] = True
-        elif isinstance(layer, tf_keras.layers.RNN):
-            config["unroll"] = True
-        return layer.__class__.from_config(config)
-
-    name = model.inputs[0].name.split(":")[0]
-    inputs = tf_keras.Input(batch_shape=(1, length), dtype="int32", name=name)
-    copy = tf_keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def _needs_static_shapes(err: Exception) -> bool:
     text = str(err)
     return "tensor list" in text.lower() or "TensorList" in text or "FlexTensorList" in text
@@ -176,6 +150,11 @@ def convert_to_tflite(model: tf_keras.Model, mode: str = "dynamic", *, example_i
     notes: list[str] = []
     folder = tempfile.mkdtemp(prefix="llmos-tflite-")
     try:
+        if mode == "int8" and has_recurrent_layers(model):
+            raise ConfigError(
+                "int8 (full-integer) is not available for LSTM models: TFLite's int8 calibrator crashes (SIGSEGV) on the "
+                "Keras LSTM's while loop in TF 2.21, and unrolling the loop changes the masked results; use --quantize "
+                "dynamic (int8 weights) or float16")
         # recurrent layers go straight to static shapes (a dynamic attempt would only fail, slowly)
         static_length = int(max_length) if max_length and has_recurrent_layers(model) else None
         content = None
@@ -190,8 +169,7 @@ def convert_to_tflite(model: tf_keras.Model, mode: str = "dynamic", *, example_i
                 shutil.rmtree(folder, ignore_errors=True)
                 folder = tempfile.mkdtemp(prefix="llmos-tflite-")
         if content is None:
-            unroll = mode == "int8"
-            _saved_model(unrolled(model, static_length) if unroll else model, [1, static_length], folder)
+            _saved_model(model, [1, static_length], folder)
             try:
                 content = _convert(_converter(folder, mode, representative, static_length), mode)
             except Exception as err2:
@@ -199,8 +177,6 @@ def convert_to_tflite(model: tf_keras.Model, mode: str = "dynamic", *, example_i
                                f"{str(err2).strip().splitlines()[-1][:500]}") from None
             notes.append(f"static input shape [1, {static_length}]: the LSTM loop needs static shapes for TFLite builtins "
                          "(no SELECT_TF_OPS); texts are padded to max_length and run one at a time")
-            if unroll:
-                notes.append("LSTMs unrolled over max_length for int8 calibration (TFLite's calibrator crashes on the LSTM loop)")
         if mode == "int8":
             notes.append("int8 weights and activations (calibrated on training texts); float fallback for ops without int8 "
                          f"kernels and for {', '.join(FLOAT_OPS_IN_INT8)} (selective quantization)")

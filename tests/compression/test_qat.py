@@ -24,6 +24,6 @@ def test_pruning_preserving_qat_keeps_zeros(tiny_run, pruned):
     before = pruned.model.get_layer("classifier").kernel.numpy()
     result = quantization_aware_train(tiny_run, model=pruned.model, epochs=1, steps_per_epoch=6, preserve_sparsity=True)
     wrapper = next(l for l in result.model.layers if l.name.endswith("classifier"))
-    after = wrapper.layer.kernel.numpy()
+    after = next(w for w in wrapper.trainable_weights if w.name.endswith("kernel:0")).numpy()
     assert np.all(after[before == 0] == 0), "PQAT refilled pruned weights"
     assert not np.allclose(after[before != 0], before[before != 0]), "the kept weights did not train"
