@@ -26,7 +26,7 @@ def compressed(trained_run, tmp_path_factory):
 def test_report_rows_and_labels(compressed):
     base, report_dir = compressed
     report = json.loads((report_dir / "report.json").read_text())
-    rows = {r["variant"]: r for r in report["rows"]}
+    rows = {r["variant"]: r for r in report["variants"]}
     assert set(rows) == {"dense", "pruned", "pruned_dynamic"}
     assert abs(rows["pruned"]["sparsity"] - 0.6) <= 0.01
     assert rows["pruned_dynamic"]["format"] == "tflite"
