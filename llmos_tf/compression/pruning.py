@@ -140,6 +140,14 @@ def _as_prunable_bidirectional(layer: tf_keras.layers.Bidirectional) -> Prunable
     return clone
 
 
+def copy_model(model: tf_keras.Model) -> tf_keras.Model:
+    """A copy with its own layers and weights: TF-MOT's wrappers wrap layers *in place*, and the
+    dense model must stay dense (it is the report's reference row)."""
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def add_pruning(model: tf_keras.Model, schedule: dict, *, prune_embeddings: bool = True, structured_2_4: bool = False
                 ) -> tuple[tf_keras.Model, list[SkippedLayer]]:
     """Clone ``model`` with every prunable layer wrapped (nested functional models included)."""
@@ -223,7 +231,7 @@ def prune_run(run, *, target_sparsity: float = 0.8, epochs: int = 1, steps_per_e
     data = fine_tune_data(run, steps_per_epoch=steps_per_epoch)
     total = data.steps_per_epoch * epochs
     schedule = schedule_for(total, target_sparsity)
-    pruned, skipped = add_pruning(run.model, schedule, prune_embeddings=prune_embeddings, structured_2_4=structured_2_4)
+    pruned, skipped = add_pruning(copy_model(run.model), schedule, prune_embeddings=prune_embeddings, structured_2_4=structured_2_4)
     wrapped = [l for l in _all_layers(pruned) if isinstance(l, PruneLowMagnitude)]
     if not wrapped:
         raise ConfigError("nothing to prune: " + "; ".join(f"{s.layer}: {s.reason}" for s in skipped))

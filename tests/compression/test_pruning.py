@@ -102,3 +102,9 @@ def test_bad_target_is_a_clear_error(tiny_run):
 
     with pytest.raises(ConfigError, match="target_sparsity"):
         prune_run(tiny_run, target_sparsity=1.5)
+
+
+def test_pruning_leaves_the_dense_model_dense(tiny_run, pruned):
+    from llmos_tf.compression.pruning import weight_sparsity
+
+    assert all(r.sparsity < 0.5 for r in weight_sparsity(tiny_run.model))
