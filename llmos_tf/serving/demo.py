@@ -30,11 +30,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _model_flags(model_base_path: str) -> list[str]:
+    """``models.config`` (every version, with its labels) when the base path has one, else discovery."""
+    config = pathlib.Path(model_base_path) / "models.config"
+    return ["--model_config_file", str(config)] if config.is_file() else ["--model_base_path", model_base_path]
+
+
 def start_server(model_base_path: str, timeout: float = 180.0) -> tuple[subprocess.Popen, dict]:
     """Launch ``python -m llmos_tf.serving`` and wait for its ``ready`` line."""
     grpc_port, rest_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmos_tf.serving", "--model_base_path", model_base_path, "--port", str(grpc_port), "--rest_api_port", str(rest_port), "--enable_batching"],
+        [sys.executable, "-m", "llmos_tf.serving", *_model_flags(model_base_path), "--port", str(grpc_port), "--rest_api_port", str(rest_port),
+         "--enable_batching", "--prefer_tflite_model"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     deadline = time.time() + timeout
