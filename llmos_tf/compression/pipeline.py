@@ -42,6 +42,7 @@ import numpy as np
 from llmos_tf.compression.measure import file_sizes, measure_speed
 from llmos_tf.compression.report import CompressionReport, VariantRow
 from llmos_tf.errors import ConfigError, RunError
+from llmos_tf.export.writer import TFLITE_FILE
 
 QUANTIZE_MODES = ("dynamic", "int8", "float16")
 PUBLISH_CHOICES = ("all", "compressed", "none")
@@ -284,7 +285,7 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
         staged[variant.name] = path
         predict = _serving_function(path, tflite=variant.tflite is not None)
         metric = score(is_tagger, predict, data)
-        sizes = file_sizes(path / "model.tflite") if variant.tflite is not None else file_sizes(path, exclude=("assets", "assets.extra"))
+        sizes = file_sizes(path / TFLITE_FILE) if variant.tflite is not None else file_sizes(path, exclude=("assets", "assets.extra"))
         speed = measure_speed(predict, data.texts[:64] or ["hello"])
         report.add(VariantRow(
             variant=variant.name, metric=metric, sparsity=float(variant.sparsity or 0.0), size_bytes=sizes.raw_bytes,

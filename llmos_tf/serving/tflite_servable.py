@@ -24,9 +24,9 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from llmos_tf._tf import tf
 from llmos_tf.serving.servable import Servable, read_signature_defs, register_text_ops
 
-TFLITE_FILE = "model.tflite"
-PREPROCESS = "preprocess"
-POSTPROCESS = "postprocess"
+from llmos_tf.export.signatures import POSTPROCESS, PREPROCESS  # noqa: E402  (the names exports write)
+from llmos_tf.export.writer import TFLITE_FILE  # noqa: E402
+
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 
