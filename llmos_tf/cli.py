@@ -85,9 +85,15 @@ def _cmd_train(args) -> int:
     if result.info.get("task") == "ner":
         rows += [(f"val {k.replace('_', ' ')}", _fmt(val[k])) for k in ("entity_precision", "entity_recall", "entity_f1", "token_accuracy") if k in val]
     else:
-        rows += [("val accuracy", _fmt(val["accuracy"])), ("val macro-F1", _fmt(val["macro_f1"]))]
+        if "score" in val:  # multitask: mean of the heads' main metrics
+            rows.append(("val score", _fmt(val["score"])))
+        if "accuracy" in val:
+            rows += [("val accuracy", _fmt(val["accuracy"])), ("val macro-F1", _fmt(val["macro_f1"]))]
         for head, m in val.get("heads", {}).items():
-            rows.append((f"val accuracy [{head}]", _fmt(m["accuracy"])))
+            if "entity_f1" in m:
+                rows.append((f"val entity F1 [{head}]", _fmt(m["entity_f1"])))
+            else:
+                rows.append((f"val accuracy [{head}]", _fmt(m["accuracy"])))
     if "test" in result.metrics and "accuracy" in result.metrics["test"]:
         rows += [("test accuracy", _fmt(result.metrics["test"]["accuracy"])), ("test macro-F1", _fmt(result.metrics["test"]["macro_f1"]))]
     rows += [
@@ -123,10 +129,15 @@ def _cmd_evaluate(args) -> int:
 
     from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
 
-    if is_tagger_run(args.model):
+    if is_multitask_run(args.model):
+        metrics = TrainedMultitask.load(args.model).evaluate(args.data, args.head)
+    elif is_tagger_run(args.model):
+        metrics = TrainedTagger.load(args.model).evaluate(args.data)
+    else:
+        metrics = TrainedRun.load(args.model).evaluate(args.data)
+    if "entity_f1" in metrics:  # an NER run or an NER head
         from llmos_tf.training.conlleval import format_report, per_type_frame
 
-        metrics = TrainedTagger.load(args.model).evaluate(args.data)
         if args.json:
             print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}, default=float))
         else:
@@ -134,10 +145,6 @@ def _cmd_evaluate(args) -> int:
             print()
             print(per_type_frame(metrics).round(4).to_string())
         return 0
-    if is_multitask_run(args.model):
-        metrics = TrainedMultitask.load(args.model).evaluate(args.data, args.head)
-    else:
-        metrics = TrainedRun.load(args.model).evaluate(args.data)
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}))
         return 0

@@ -73,9 +73,15 @@ class TrainingConfig:
 
 @dataclass
 class HeadConfig:
-    """One head of a ``task: multitask`` run: its own data, loss weight and share of the batches."""
+    """One head of a ``task: multitask`` run: its own data, loss weight and share of the batches.
+
+    ``task: classification`` heads read labelled tables (csv, tsv, jsonl, parquet) and
+    classify the pooled sentence vector; ``task: ner`` heads read CoNLL files and tag
+    every token of the shared encoder's sequence output.
+    """
 
     name: str = "head"
+    task: str = "classification"  # classification | ner
     train: str | None = None
     validation: str | None = None
     format: str | None = None
@@ -112,6 +118,23 @@ class RunConfig:
 
 
 TASKS = ("classification", "ner", "multitask")
+HEAD_TASKS = ("classification", "ner")
+# per-head validation metrics a multitask run logs as val_<head>_<metric>; the first is the head's main metric
+HEAD_METRICS = {"classification": ("accuracy", "macro_f1"), "ner": ("entity_f1", "entity_precision", "entity_recall")}
+
+
+def multitask_monitors(heads: Sequence[HeadConfig]) -> list[str]:
+    """What a multitask run logs each epoch, i.e. the valid ``training.monitor`` values.
+
+    ``val_score`` is the mean of every head's main metric (accuracy for
+    classification heads, entity F1 for NER heads). ``val_accuracy`` and
+    ``val_macro_f1`` (means over heads) exist only when every head is a
+    classification head, as they did before NER heads.
+    """
+    out = ["val_score"]
+    if all(h.task == "classification" for h in heads):
+        out += ["val_accuracy", "val_macro_f1"]
+    return out + [f"val_{h.name}_{m}" for h in heads if h.task in HEAD_METRICS for m in HEAD_METRICS[h.task]]
 
 
 def _field_names(cls: type) -> list[str]:
@@ -252,16 +275,34 @@ def _check_ranges(cfg: RunConfig) -> None:
         if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
             raise ConfigError(f"heads: head names must be distinct identifiers, got {names}")
         for i, head in enumerate(cfg.heads):
-            if not head.train:
-                raise ConfigError(f"heads[{i}].train: no training file for head {head.name!r}")
-            if head.loss_weight < 0 or head.sampling_rate <= 0:
-                raise ConfigError(f"heads[{i}]: loss_weight must be >= 0 and sampling_rate > 0")
+            _check_head(i, head)
         if cfg.architecture != "bert":
             raise ConfigError("model.architecture: a multitask run shares a BERT encoder; set model.architecture=bert")
+        monitors = multitask_monitors(cfg.heads)
+        if t.monitor not in monitors:
+            raise ConfigError(f"training.monitor: {t.monitor!r} is not logged by this multitask run; valid: {', '.join(monitors)}")
     elif cfg.heads:
         raise ConfigError(f"heads: only used with task: multitask (task is {cfg.task!r})")
     if not cfg.name or "/" in cfg.name or cfg.name.startswith("."):
         raise ConfigError(f"name: {cfg.name!r} is not a valid run name (no '/', not starting with '.')")
+
+
+def _check_head(i: int, head: HeadConfig) -> None:
+    where = f"heads[{i}]"
+    if head.task not in HEAD_TASKS:
+        raise ConfigError(f"{where}.task: unknown head task {head.task!r} for head {head.name!r}; valid: {', '.join(HEAD_TASKS)}")
+    if not head.train:
+        raise ConfigError(f"{where}.train: no training file for head {head.name!r}")
+    if head.loss_weight < 0 or head.sampling_rate <= 0:
+        raise ConfigError(f"{where}: loss_weight must be >= 0 and sampling_rate > 0")
+    if head.task == "ner":
+        if head.format not in (None, "conll"):
+            raise ConfigError(f"{where}.format: ner head {head.name!r} reads CoNLL files; got format {head.format!r} (use conll or leave it unset)")
+        for key in ("text_column", "label_column"):
+            if getattr(head, key) is not None:
+                raise ConfigError(f"{where}.{key}: ner head {head.name!r} reads CoNLL files (token and tag per line); {key} does not apply")
+    elif head.format == "conll":
+        raise ConfigError(f"{where}.format: CoNLL files need a token-classification head; set {where}.task: ner")
 
 
 def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> RunConfig:

@@ -25,18 +25,24 @@ WARMUP_TEXTS = ("warm-up request", "a short sentence to compile the graph", "hel
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-def write_warmup_requests(version_dir: pathlib.Path, model_name: str, texts: Sequence[str] = WARMUP_TEXTS) -> pathlib.Path:
-    """TF Serving's warm-up file: a TFRecord of PredictionLog, read before a version serves."""
+def write_warmup_requests(version_dir: pathlib.Path, model_name: str, texts: Sequence[str] = WARMUP_TEXTS,
+                          signatures: Sequence[str] = ("serving_default",)) -> pathlib.Path:
+    """TF Serving's warm-up file: a TFRecord of PredictionLog, read before a version serves.
+
+    Two requests (one text, all ``texts``) per signature in ``signatures``, so every
+    signature a client may name (a multitask version has one per head) is traced before it serves.
+    """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     path = version_dir / "assets.extra" / WARMUP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for size in (1, len(texts)):
-            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-            request.inputs["text"].CopyFrom(tf.make_tensor_proto(list(texts[:size]), dtype=tf.string))
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
+        for signature in signatures:
+            for size in (1, len(texts)):
+                request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+                request.inputs["text"].CopyFrom(tf.make_tensor_proto(list(texts[:size]), dtype=tf.string))
+                log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(log.SerializeToString())
     return path
 
 
@@ -69,7 +75,9 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     from llmos_tf.training.multitask import is_multitask_run
 
     if is_multitask_run(run_dir):
-        raise RunError(f"{run_dir}: exporting multitask runs is not supported yet (one signature per head is planned); export single-task runs")
+        from llmos_tf.export.multitask import export_multitask_run
+
+        return export_multitask_run(run_dir, model_base_path, name, version=version, force=force, command=command)
     if is_tagger_run(run_dir):
         from llmos_tf.export.tagger import export_tagger_run
 

@@ -1,13 +1,15 @@
-"""A multitask run: one tiny BERT encoder, a sentiment head and an intent head, each trained and evaluated."""
+"""Multitask runs: one tiny BERT encoder with classification heads (sentiment, intent) or a classification and an NER head."""
 import json
 
 import pytest
 import yaml
 
+from llmos_tf._tf import tf
 from llmos_tf.cli import main
 from llmos_tf.config import config_from_dict
 from llmos_tf.data.sample import write_sample_data
 from llmos_tf.errors import ConfigError
+from tests.training.multitask_fixture import train_tiny_multitask
 
 
 def test_multitask_trains_every_head(tmp_path, capsys):
@@ -43,8 +45,43 @@ def test_multitask_trains_every_head(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["label"] in ("positive", "negative")
     assert main(["predict", "--model", str(run_dir), "a wonderful film"]) == 2
     assert "--head" in capsys.readouterr().err
-    assert main(["export", "--run", str(run_dir), "--model_base_path", str(tmp_path / "sm"), "--name", "mt"]) == 2
-    assert "multitask" in capsys.readouterr().err
+    # exported as one version with a signature per head (serving_default = the first head)
+    assert main(["export", "--run", str(run_dir), "--model_base_path", str(tmp_path / "sm"), "--name", "mt"]) == 0
+    capsys.readouterr()
+    signatures = tf.saved_model.load(str(tmp_path / "sm" / "mt" / "1")).signatures
+    assert {"sentiment", "intent", "serving_default"} <= set(signatures)
+    out = signatures["intent"](text=tf.constant(["what is the exchange rate for euros"]))
+    assert set(out) == {"probabilities", "label", "class_id"} and out["probabilities"].shape[1] == len(info["heads"]["intent"]["labels"])
+
+
+def test_multitask_with_an_ner_head(tmp_path, capsys):
+    run_dir, paths = train_tiny_multitask(tmp_path)
+    out = capsys.readouterr().out
+    assert "val entity F1 [ner]" in out and "val accuracy [sentiment]" in out and "val score" in out
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["heads"]["ner"]["task"] == "ner" and info["heads"]["sentiment"] == {"task": "classification", "labels": ["negative", "positive"]}
+    assert info["heads"]["ner"]["labels"][0] == "O"
+    heads = info["metrics"]["validation"]
+    # both heads learnt: sentiment beats the majority class (0.5), NER beats tagging everything O (entity F1 0)
+    assert heads["sentiment"]["accuracy"] > 0.6
+    assert heads["ner"]["entity_f1"] > 0.5 and {"entity_precision", "entity_recall", "per_type"} <= set(heads["ner"])
+    assert info["validation_score"] == pytest.approx((heads["sentiment"]["accuracy"] + heads["ner"]["entity_f1"]) / 2)
+    assert info["monitor"]["name"] == "val_score"
+    metrics = json.loads((run_dir / "metrics.json").read_text())["validation"]
+    assert metrics["score"] == pytest.approx(info["validation_score"]) and "accuracy" not in metrics  # no mean accuracy over an NER head
+
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(paths["ner_valid"]), "--head", "ner", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["entity_f1"] == pytest.approx(heads["ner"]["entity_f1"]) and evaluated["examples"] == heads["ner"]["examples"]
+    assert main(["evaluate", "--model", str(run_dir), "--data", str(paths["ner_valid"]), "--head", "ner"]) == 0
+    assert "FB1" in capsys.readouterr().out  # conlleval's report
+    assert main(["predict", "--model", str(run_dir), "--head", "ner", "--json", "Anna Berg flew to Oslo ."]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert row["tokens"] == ["Anna", "Berg", "flew", "to", "Oslo", "."] and len(row["tags"]) == 6
+    assert main(["predict", "--model", str(run_dir), "--head", "ner", "Anna Berg flew to Oslo ."]) == 0
+    assert " ".join(row["tags"]) in capsys.readouterr().out  # tags per word, as single-task NER prints them
+    assert main(["predict", "--model", str(run_dir), "--head", "sentiment", "--json", "a wonderful film"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in ("positive", "negative")
 
 
 @pytest.mark.parametrize(
@@ -54,9 +91,24 @@ def test_multitask_trains_every_head(tmp_path, capsys):
         ([{"name": "a", "train": "x.csv"}, {"name": "a", "train": "y.csv"}], "distinct"),
         ([{"name": "a", "train": "x.csv"}, {"name": "b"}], "heads[1].train"),
         ([{"name": "a", "train": "x.csv"}, {"name": "b", "train": "y.csv", "sampling_rate": 0}], "sampling_rate"),
+        ([{"name": "a", "train": "x.csv"}, {"name": "b", "task": "pos", "train": "y.conll"}], "heads[1].task: unknown head task 'pos'"),
+        ([{"name": "a", "train": "x.csv"}, {"name": "b", "task": "ner", "train": "y.csv", "format": "csv"}], "heads[1].format"),
+        ([{"name": "a", "train": "x.csv"}, {"name": "b", "task": "ner", "train": "y.conll", "text_column": "t"}], "heads[1].text_column"),
+        ([{"name": "a", "train": "x.csv"}, {"name": "b", "train": "y.conll", "format": "conll"}], "task: ner"),
+        # val_accuracy (the default monitor) is a mean over classification heads only
+        ([{"name": "a", "train": "x.csv"}, {"name": "b", "task": "ner", "train": "y.conll"}], "val_score"),
     ],
 )
 def test_multitask_config_errors(heads, words):
     with pytest.raises(ConfigError) as err:
         config_from_dict({"task": "multitask", "model": {"architecture": "bert"}, "heads": heads})
     assert words in str(err.value)
+
+
+def test_multitask_monitors():
+    cfg = config_from_dict({"task": "multitask", "model": {"architecture": "bert"}, "training": {"monitor": "val_ner_entity_f1"},
+                            "heads": [{"name": "a", "train": "x.csv"}, {"name": "ner", "task": "ner", "train": "y.conll"}]})
+    assert cfg.heads[1].task == "ner"
+    with pytest.raises(ConfigError, match="val_a_accuracy"):
+        config_from_dict({"task": "multitask", "model": {"architecture": "bert"}, "training": {"monitor": "val_b_accuracy"},
+                          "heads": [{"name": "a", "train": "x.csv"}, {"name": "ner", "task": "ner", "train": "y.conll"}]})

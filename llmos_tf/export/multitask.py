@@ -1,0 +1,184 @@
+"""Export a finished multitask run as one TF Serving version with one signature per head.
+
+Every head becomes a signature named after it, taking ``text`` tf.string
+``[None]`` and giving exactly the outputs of the single-task contract of its kind
+(DESIGN.md), so a client written for a single-task model works on a head:
+
+* classification head: ``probabilities`` float32 ``[None, num_labels]``,
+  ``label`` tf.string ``[None]``, ``class_id`` int64 ``[None]``
+  (:class:`~llmos_tf.export.signatures.ClassifierServingModule`);
+* NER head: ``tags`` tf.string ``[None, max_tokens]``, ``token_count`` int32 ``[None]``
+  (:class:`~llmos_tf.export.tagger.TaggerServingModule`).
+
+``serving_default`` is the **first head in the config**, so clients that name no
+signature (and TF Serving's defaults) get that head. A client picks another head
+with ``model_spec.signature_name`` (gRPC) or ``"signature_name"`` (REST).
+
+The weights are saved once: one :class:`MultitaskServingModule` holds the Keras
+model, and each head's signature runs a view of it (the same layers). Assets:
+``labels_<head>.txt`` per head, ``labels.txt`` = the first head's (for tools that
+read one label file), and ``llmos.json`` with ``task: multitask`` and a ``heads``
+section (signature, task, outputs, labels, metrics). The warm-up file warms up
+every head's signature. Like every export, the version is written to a temporary
+folder, checked (each reloaded signature must answer as the run does) and renamed
+into place; a failure leaves nothing behind.
+
+Example::
+
+    path = export_multitask_run("runs/mt", "saved_models", "mt")
+    loaded = tf.saved_model.load(str(path))
+    loaded.signatures["ner"](text=tf.constant(["Anna Berg flew to Oslo ."]))["tags"]
+    loaded.signatures["sentiment"](text=tf.constant(["a lovely film"]))["label"]
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from llmos_tf._tf import tf, tf_keras
+from llmos_tf.data.labels import LabelMap
+from llmos_tf.errors import RunError
+from llmos_tf.export.layout import check_model_name, next_version, publish, temporary_version_dir
+from llmos_tf.export.signatures import ClassifierServingModule
+from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
+from llmos_tf.export.writer import WARMUP_TEXTS, write_warmup_requests
+
+DEFAULT_SIGNATURE = "serving_default"
+OUTPUTS = {"classification": ("probabilities", "label", "class_id"), "ner": ("tags", "token_count")}
+
+
+class MultitaskServingModule(tf.Module):
+    """One Keras multitask model, one string-in serving function per head (``heads[name].serve``)."""
+
+    def __init__(self, tokenizer, model: tf_keras.Model, heads: dict[str, LabelMap], tasks: dict[str, str], max_length: int):
+        from llmos_tf.models.bert_classifier import bert_features
+        from llmos_tf.training.multitask_heads import NER, head_model
+
+        super().__init__(name="llmos_multitask")
+        self.model = model  # the one copy of the weights; every head's view shares its layers
+        self.head_names = list(heads)
+        self.heads = {}
+        for name, labels in heads.items():
+            view = head_model(model, name)
+            if tasks[name] == NER:
+                self.heads[name] = TaggerServingModule(tokenizer.encoder, view, labels.names)
+            else:
+                self.heads[name] = ClassifierServingModule(tokenizer, view, labels.names, max_length, features=bert_features)
+
+    def signatures(self) -> dict:
+        """``{head: its serve function}`` plus ``serving_default`` = the first head."""
+        out = {name: self.heads[name].serve for name in self.head_names}
+        out[DEFAULT_SIGNATURE] = out[self.head_names[0]]
+        return out
+
+
+def check_texts(max_length: int) -> list[str]:
+    """Sentences every head's reloaded signature must answer like the run (incl. empty and over-long ones)."""
+    return [*WARMUP_TEXTS, *CHECK_SENTENCES, " ".join(["Oslo"] * (max_length + 3))]
+
+
+def _verify(saved_dir: pathlib.Path, run, texts: Sequence[str]) -> None:
+    """Each head's reloaded signature must give the run's probabilities (classification) or tags (NER)."""
+    loaded = tf.saved_model.load(str(saved_dir))
+    for head, task in run.tasks.items():
+        out = loaded.signatures[head](text=tf.constant(list(texts)))
+        if task == "ner":
+            counts = out["token_count"].numpy().tolist()
+            got = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(out["tags"].numpy(), counts)]
+            expected = run.predict_tags(list(texts), head)
+            if got != expected:
+                bad = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
+                raise RunError(f"export check failed: signature {head!r} tags {texts[bad]!r} as {got[bad]} but the run gives {expected[bad]}")
+        else:
+            got = out["probabilities"].numpy()
+            expected = run.predict_proba(list(texts), head)
+            if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5):
+                raise RunError(f"export check failed: signature {head!r} probabilities differ from the run's (max diff {np.abs(got - expected).max():.2e})")
+
+
+def multitask_card(run, name: str, version: int, command: str | None) -> dict[str, Any]:
+    """``assets/llmos.json`` of a multitask version: the usual card plus a ``heads`` section."""
+    info = run.info
+    first = next(iter(run.heads))
+    validation = info.get("metrics", {}).get("validation", {})
+    return {
+        "name": name,
+        "version": version,
+        "task": "multitask",
+        "signature": f"{DEFAULT_SIGNATURE} = {first} (the first head); one signature per head, named after it: text -> the head's outputs",
+        "labels": run.heads[first].names,
+        "heads": {
+            head: {
+                "signature": head,
+                "task": run.tasks[head],
+                "outputs": list(OUTPUTS[run.tasks[head]]),
+                "labels": labels.names,
+                "labels_file": f"labels_{head}.txt",
+                "metrics": validation.get(head, {}),
+            }
+            for head, labels in run.heads.items()
+        },
+        "metrics": info.get("metrics", {}),
+        "validation_score": info.get("validation_score"),
+        "data": info.get("data", {}),
+        "encoder": {
+            "architecture": info.get("architecture"),
+            "vocabulary_size": len(run.text_encoder().vocabulary),
+            "max_length": run.max_length,
+            "model": run.config.model if run.config is not None else None,
+        },
+        "max_length": run.max_length,
+        "parameters": info.get("parameters"),
+        "compression": {"method": "none"},
+        "training_command": info.get("command"),
+        "export_command": command,
+        "run": str(run.run_dir),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_assets(version_dir: pathlib.Path, run, card: dict[str, Any]) -> None:
+    from llmos_tf.training.multitask_heads import head_labels_file
+
+    assets = version_dir / "assets"
+    assets.mkdir(exist_ok=True)
+    for head, labels in run.heads.items():
+        (assets / head_labels_file(head)).write_text("\n".join(labels.names) + "\n", encoding="utf-8")
+    first = next(iter(run.heads))
+    (assets / "labels.txt").write_text("\n".join(run.heads[first].names) + "\n", encoding="utf-8")
+    (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def export_multitask_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,
+                         force: bool = False, command: str | None = None) -> pathlib.Path:
+    """Export multitask ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
+    from llmos_tf.training.multitask import TrainedMultitask
+
+    check_model_name(name)
+    if version is not None and version < 1:
+        raise RunError(f"--version: expected a positive integer, got {version}")
+    run = TrainedMultitask.load(run_dir)
+    model_dir = pathlib.Path(model_base_path) / name
+    version = version if version is not None else next_version(model_dir)
+    final_dir = model_dir / str(version)
+    if final_dir.exists() and not force:
+        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
+
+    module = MultitaskServingModule(run.tokenizer, run.model, run.heads, run.tasks, run.max_length)
+    signatures = module.signatures()
+    tmp = temporary_version_dir(model_dir)
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
+        _verify(tmp, run, check_texts(run.max_length))
+        write_assets(tmp, run, multitask_card(run, name, version, command))
+        write_warmup_requests(tmp, name, WARMUP_SENTENCES, signatures=list(signatures))
+        publish(tmp, final_dir, force=force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final_dir
