@@ -182,7 +182,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--version", type=int, help="model version (with --server)")
     p.add_argument("--label", dest="version_label", help="version label (with --server)")
     p.add_argument("--json", action="store_true", help="print one JSON object per text (JSON Lines)")
-    p.add_argument("--head", help="which head of a multitask run")
+    p.add_argument("--head", help="which head of a multitask run (with --server: the signature_name, one per head)")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -238,7 +238,7 @@ def _predict_server(args) -> int:
     if not texts:
         raise LlmosError("predict: give texts as arguments or --data FILE")
     client = Client(args.server)
-    outputs = client.predict(args.model, texts, version=args.version, label=args.version_label)
+    outputs = client.predict(args.model, texts, version=args.version, label=args.version_label, signature=args.head or "serving_default")
     if "probabilities" in outputs:
         probs = np.asarray(outputs["probabilities"])
         labels = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(outputs["label"]).tolist()]

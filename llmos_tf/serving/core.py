@@ -144,7 +144,7 @@ class PredictionCore:
                         raise invalid_argument("every Example needs a bytes feature 'text' for this model's Classify")
                     out = self.run(servable, name, {"text": np.array(list(texts), dtype=object)}, api="classify", timeout=timeout)
                     probs = np.asarray(out["probabilities"])
-                    names = servable.class_names or [str(i) for i in range(probs.shape[1])]
+                    names = servable.labels_for(name) or [str(i) for i in range(probs.shape[1])]
                     return servable.version, [[(names[i], float(p)) for i, p in enumerate(row)] for row in probs]
                 raise failed_precondition(
                     f"signature {name!r} of {model} is not a classification signature (needs input 'inputs' -> outputs "

@@ -81,6 +81,7 @@ class Servable:
         self.inputs = {k: {n: _spec(n, i) for n, i in s.inputs.items()} for k, s in signature_defs.items() if not k.startswith("__")}
         self.outputs = {k: {n: _spec(n, i) for n, i in s.outputs.items()} for k, s in signature_defs.items() if not k.startswith("__")}
         self.class_names = self._read_labels()
+        self.signature_labels = {k: self._read_labels(f"labels_{k}.txt") for k in self.inputs}
         self.card = self._read_card()
 
     @classmethod
@@ -91,11 +92,17 @@ class Servable:
         module = tf.saved_model.load(str(path), tags=["serve"])
         return cls(name, version, path, module, signature_defs)
 
-    def _read_labels(self) -> list[str] | None:
-        labels = self.path / "assets" / "labels.txt"
+    def _read_labels(self, file_name: str = "labels.txt") -> list[str] | None:
+        labels = self.path / "assets" / file_name
         if not labels.is_file():
             return None
         return [line.rstrip("\n") for line in labels.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def labels_for(self, signature: str) -> list[str] | None:
+        """Label names of a signature's ``probabilities``: ``assets/labels_<signature>.txt`` (a head of
+        a multitask version) when there is one, else ``assets/labels.txt``."""
+        own = self.signature_labels.get(signature)
+        return own if own is not None else self.class_names
 
     def _read_card(self) -> dict[str, Any]:
         card = self.path / "assets" / "llmos.json"

@@ -112,3 +112,13 @@ def test_multitask_monitors():
     with pytest.raises(ConfigError, match="val_a_accuracy"):
         config_from_dict({"task": "multitask", "model": {"architecture": "bert"}, "training": {"monitor": "val_b_accuracy"},
                           "heads": [{"name": "a", "train": "x.csv"}, {"name": "ner", "task": "ner", "train": "y.conll"}]})
+
+
+def test_shipped_multitask_config_validates():
+    import pathlib
+
+    from llmos_tf.config import load_config
+
+    cfg = load_config(pathlib.Path(__file__).resolve().parents[2] / "configs" / "multitask_sst2_banking77_conll.yaml")
+    assert [(h.name, h.task) for h in cfg.heads] == [("sentiment", "classification"), ("intent", "classification"), ("ner", "ner")]
+    assert cfg.training.monitor == "val_score" and cfg.model["encoder"] == "minilm-l6"
