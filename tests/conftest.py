@@ -82,3 +82,43 @@ def trained_run(tmp_path_factory, tiny_data) -> pathlib.Path:
     config.write_text(tiny_config_text(tiny_data["train"], root / "runs", epochs=4))
     assert main(["train", str(config)]) == 0
     return root / "runs" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_run(tmp_path_factory) -> dict:
+    """The sample BERT tagger trained once through ``llmos train`` (3 epochs), shared by the NER CLI and
+    NER compression tests; ``stdout`` is what the training printed. Tests must not modify the run folder."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from llmos_tf.cli import main
+    from llmos_tf.data.sample import write_sample_data
+
+    root = tmp_path_factory.mktemp("ner")
+    paths = write_sample_data(root / "data")
+    config = yaml.safe_load(open("configs/sample_ner.yaml"))
+    config.update(output_dir=str(root / "runs"), name="ner")
+    config["data"].update(train=str(paths["ner_train"]), validation=str(paths["ner_valid"]))
+    config["training"]["epochs"] = 3
+    (root / "ner.yaml").write_text(yaml.safe_dump(config))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", str(root / "ner.yaml")]) == 0
+    return {"run_dir": root / "runs" / "ner", "paths": paths, "stdout": printed.getvalue()}
+
+
+@pytest.fixture(scope="session")
+def tiny_multitask_run(tmp_path_factory) -> dict:
+    """The tiny sentiment + NER multitask run trained once through ``llmos train``, shared by the
+    multitask training and export tests; ``stdout`` is what the training printed. Do not modify it."""
+    import contextlib
+    import io
+
+    from tests.training.multitask_fixture import train_tiny_multitask
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run_dir, paths = train_tiny_multitask(tmp_path_factory.mktemp("multitask"))
+    return {"run_dir": run_dir, "paths": paths, "stdout": printed.getvalue()}

@@ -1,6 +1,6 @@
 """A multitask run (sentiment + NER heads) exported as one version with a signature per head, then served.
 
-The run is trained once per module; the served version is queried through TF
+The run is the session's tiny multitask run (tests/conftest.py); the served version is queried through TF
 Serving's official gRPC stub (``model_spec.signature_name`` picks the head) and REST.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from llmos_tf.export.writer import export_run
 from llmos_tf.serving.client import RestClient
 from llmos_tf.training.multitask import TrainedMultitask
 from tests.serving import fixtures as fx
-from tests.training.multitask_fixture import train_tiny_multitask
 
 SENTENCES = ["Anna Berg flew to Oslo .", "what a wonderful film", "the plot was dull and the cast awful", ""]
 CLASSIFIER_OUTPUTS = {"probabilities", "label", "class_id"}
@@ -26,9 +25,8 @@ TAGGER_OUTPUTS = {"tags", "token_count"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    run_dir, _ = train_tiny_multitask(tmp_path_factory.mktemp("multitask"))
-    return TrainedMultitask.load(run_dir)
+def run(tiny_multitask_run):
+    return TrainedMultitask.load(tiny_multitask_run["run_dir"])
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from llmos_tf.cli import main
 from llmos_tf.config import config_from_dict
 from llmos_tf.data.sample import write_sample_data
 from llmos_tf.errors import ConfigError
-from tests.training.multitask_fixture import train_tiny_multitask
 
 
 def test_multitask_trains_every_head(tmp_path, capsys):
@@ -54,9 +53,9 @@ def test_multitask_trains_every_head(tmp_path, capsys):
     assert set(out) == {"probabilities", "label", "class_id"} and out["probabilities"].shape[1] == len(info["heads"]["intent"]["labels"])
 
 
-def test_multitask_with_an_ner_head(tmp_path, capsys):
-    run_dir, paths = train_tiny_multitask(tmp_path)
-    out = capsys.readouterr().out
+def test_multitask_with_an_ner_head(tiny_multitask_run, capsys):
+    # trained once per session through `llmos train` (shared with tests/export/test_export_multitask.py)
+    run_dir, paths, out = tiny_multitask_run["run_dir"], tiny_multitask_run["paths"], tiny_multitask_run["stdout"]
     assert "val entity F1 [ner]" in out and "val accuracy [sentiment]" in out and "val score" in out
     info = json.loads((run_dir / "run.json").read_text())
     assert info["heads"]["ner"]["task"] == "ner" and info["heads"]["sentiment"] == {"task": "classification", "labels": ["negative", "positive"]}

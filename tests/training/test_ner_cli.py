@@ -1,23 +1,14 @@
 """train → evaluate → predict → export through the CLI for a tiny BERT tagger (NER)."""
 import json
 
-import yaml
-
 from llmos_tf._tf import tf
 from llmos_tf.cli import main
-from llmos_tf.data.sample import write_sample_data
 
 
-def test_ner_through_the_cli(tmp_path, capsys):
-    paths = write_sample_data(tmp_path / "data")
-    config = yaml.safe_load(open("configs/sample_ner.yaml"))
-    config.update(output_dir=str(tmp_path / "runs"), name="ner")
-    config["data"].update(train=str(paths["ner_train"]), validation=str(paths["ner_valid"]))
-    config["training"]["epochs"] = 3
-    (tmp_path / "ner.yaml").write_text(yaml.safe_dump(config))
-    assert main(["train", str(tmp_path / "ner.yaml")]) == 0
-    assert "entity f1" in capsys.readouterr().out
-    run_dir = tmp_path / "runs" / "ner"
+def test_ner_through_the_cli(tiny_ner_run, tmp_path, capsys):
+    # `llmos train` on the sample tagger config ran in the session fixture (shared with the compress test)
+    assert "entity f1" in tiny_ner_run["stdout"]
+    paths, run_dir = tiny_ner_run["paths"], tiny_ner_run["run_dir"]
 
     assert main(["evaluate", "--model", str(run_dir), "--data", str(paths["ner_valid"]), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
