@@ -36,6 +36,23 @@ def next_version(model_dir: str | pathlib.Path) -> int:
     return (found[-1] + 1) if found else 1
 
 
+def version_target(model_base_path: str | pathlib.Path, name: str, version: int | None, *, force: bool) -> tuple[pathlib.Path, int, pathlib.Path]:
+    """Check an export's ``--name``/``--version`` before any work: ``(model_dir, version, final_dir)``.
+
+    ``version=None`` takes the next free number; an existing version is refused
+    unless ``force`` (then :func:`publish` swaps it).
+    """
+    check_model_name(name)
+    if version is not None and version < 1:
+        raise RunError(f"--version: expected a positive integer, got {version}")
+    model_dir = pathlib.Path(model_base_path) / name
+    version = version if version is not None else next_version(model_dir)
+    final_dir = model_dir / str(version)
+    if final_dir.exists() and not force:
+        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
+    return model_dir, version, final_dir
+
+
 def temporary_version_dir(model_dir: pathlib.Path) -> pathlib.Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     return pathlib.Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))

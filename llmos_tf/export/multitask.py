@@ -43,7 +43,7 @@ import numpy as np
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.data.labels import LabelMap
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import check_model_name, next_version, publish, temporary_version_dir
+from llmos_tf.export.layout import publish, temporary_version_dir, version_target
 from llmos_tf.export.signatures import ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
 from llmos_tf.export.writer import WARMUP_TEXTS, write_warmup_requests
@@ -159,15 +159,8 @@ def export_multitask_run(run_dir: str | pathlib.Path, model_base_path: str | pat
     """Export multitask ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
     from llmos_tf.training.multitask import TrainedMultitask
 
-    check_model_name(name)
-    if version is not None and version < 1:
-        raise RunError(f"--version: expected a positive integer, got {version}")
+    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     run = TrainedMultitask.load(run_dir)
-    model_dir = pathlib.Path(model_base_path) / name
-    version = version if version is not None else next_version(model_dir)
-    final_dir = model_dir / str(version)
-    if final_dir.exists() and not force:
-        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
 
     module = MultitaskServingModule(run.tokenizer, run.model, run.heads, run.tasks, run.max_length)
     signatures = module.signatures()

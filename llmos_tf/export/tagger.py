@@ -22,7 +22,7 @@ from typing import Sequence
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import check_model_name, next_version, publish, temporary_version_dir
+from llmos_tf.export.layout import publish, temporary_version_dir, version_target
 from llmos_tf.export.signatures import POSTPROCESS, PREPROCESS, TEXT_SPEC
 from llmos_tf.export.writer import model_card, write_warmup_requests
 from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
@@ -112,15 +112,8 @@ def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathli
     """Export NER ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
     from llmos_tf.training.trained_tagger import TrainedTagger
 
-    check_model_name(name)
-    if version is not None and version < 1:
-        raise RunError(f"--version: expected a positive integer, got {version}")
+    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     tagger = TrainedTagger.load(run_dir)
-    model_dir = pathlib.Path(model_base_path) / name
-    version = version if version is not None else next_version(model_dir)
-    final_dir = model_dir / str(version)
-    if final_dir.exists() and not force:
-        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
 
     module = TaggerServingModule(tagger.text_encoder(), tagger.model, tagger.labels.names)
     tmp = temporary_version_dir(model_dir)

@@ -18,7 +18,7 @@ import numpy as np
 
 from llmos_tf._tf import tf
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import check_model_name, next_version, publish, temporary_version_dir
+from llmos_tf.export.layout import publish, temporary_version_dir, version_target
 from llmos_tf.export.signatures import ClassifierServingModule
 
 WARMUP_TEXTS = ("warm-up request", "a short sentence to compile the graph", "hello")
@@ -83,15 +83,8 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
 
         return export_tagger_run(run_dir, model_base_path, name, version=version, force=force, command=command)
 
-    check_model_name(name)
-    if version is not None and version < 1:
-        raise RunError(f"--version: expected a positive integer, got {version}")
+    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     run = TrainedRun.load(run_dir)
-    model_dir = pathlib.Path(model_base_path) / name
-    version = version if version is not None else next_version(model_dir)
-    final_dir = model_dir / str(version)
-    if final_dir.exists() and not force:
-        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
 
     module = ClassifierServingModule(run.tokenizer(), run.model, run.labels.names, run.max_length, features=run.architecture.features)
     tmp = temporary_version_dir(model_dir)
@@ -127,14 +120,9 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
     """
     from llmos_tf.export.signatures import serving_module
 
-    check_model_name(name)
     if tflite_only and tflite is None:
         raise RunError("tflite_only needs TFLite bytes: only quantized variants can be exported without a SavedModel")
-    model_dir = pathlib.Path(model_base_path) / name
-    version = version if version is not None else next_version(model_dir)
-    final_dir = model_dir / str(version)
-    if final_dir.exists() and not force:
-        raise RunError(f"{final_dir}: version exists; pass --force to overwrite it or omit --version for the next free one")
+    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     module = serving_module(run, model, with_model=not tflite_only)
     tmp = temporary_version_dir(model_dir)
     try:
