@@ -19,6 +19,7 @@ def add_compress_parser(sub) -> None:
               llmos compress --run runs/sample_bilstm --prune --target_sparsity 0.8 --report
               llmos compress --run runs/sst2_bert --prune --target_sparsity 0.5 --quantize dynamic int8 \\
                   --model_base_path saved_models --name sst2_bert --publish compressed --tflite_only --report
+              llmos compress --run runs/sst2_bert --target_sparsity 0.8 --epochs 2 --distill_alpha 0.2 --tflite_only --report
               llmos compress --run runs/sample_bilstm --no-prune --quantize float16 --qat
 
             labels: each published version gets its variant's name as a version label (pruned, pruned_dynamic,
@@ -41,6 +42,12 @@ def add_compress_parser(sub) -> None:
     p.add_argument("--qat", action="store_true", help="also quantization-aware training (sparsity-preserving after --prune) → int8 TFLite")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs while pruning / QAT (default 1)")
     p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each fine-tuning epoch")
+    p.add_argument("--learning_rate", type=float,
+                   help="peak learning rate of the pruning fine-tune, decayed linearly to 0 (default: the run's, halved for BERT, /5 for the BiLSTM)")
+    p.add_argument("--distill_alpha", type=float, metavar="ALPHA",
+                   help="the dense model teaches its pruned copy: ALPHA weighs the gold labels, 1 - ALPHA its soft targets "
+                   "(e.g. 0.5; default: gold labels only)")
+    p.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of --distill_alpha's soft targets (default 2)")
     p.add_argument("--model_base_path", default="saved_models", help="where variants are published (default: saved_models)")
     p.add_argument("--name", help="model name under the base path (default: the run's name)")
     p.add_argument("--publish", choices=("all", "compressed", "none"), default="all",
@@ -61,7 +68,8 @@ def _cmd_compress(args) -> int:
     report = compress(
         args.run, prune=args.prune, target_sparsity=args.target_sparsity, structured_2_4=args.structured_2_4,
         prune_embeddings=args.prune_embeddings, quantize=quantize, qat=args.qat, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, model_base_path=args.model_base_path, name=args.name,
+        steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, distill_alpha=args.distill_alpha,
+        temperature=args.temperature, model_base_path=args.model_base_path, name=args.name,
         publish=args.publish, tflite_only=args.tflite_only, max_drop=args.max_drop,
         max_eval_examples=args.max_eval_examples, report_dir=args.report_dir, command=main_command(),
     )

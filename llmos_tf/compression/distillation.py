@@ -86,6 +86,16 @@ class Teacher:
 
 
 # -- the student's training model ---------------------------------------------
+def soft_target_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor, temperature: float) -> tf.Tensor:
+    """KL(softmax(teacher / T) || softmax(student / T)) * T² over the last axis (Hinton et al. 2015).
+
+    Log-probabilities work as logits here: they differ from logits by a constant per row."""
+    t = float(temperature)
+    p_teacher = tf.nn.softmax(teacher_logits / t)
+    log_student = tf.nn.log_softmax(student_logits / t)
+    return tf.reduce_sum(p_teacher * (tf.math.log(tf.maximum(p_teacher, 1e-12)) - log_student), axis=-1) * t * t
+
+
 def student_logits_model(student: tf_keras.Model) -> tf_keras.Model:
     """Same layers, but the classifier's pre-softmax logits (its Dense kernel and bias applied without softmax)."""
     head = student.layers[-1]
@@ -127,10 +137,7 @@ class Distiller(tf_keras.Model):
             centred_t = teacher - tf.reduce_mean(teacher, axis=-1, keepdims=True)
             centred_s = logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
             return tf.reduce_mean(tf.square(centred_t - centred_s), axis=-1)
-        t = self.temperature
-        p_teacher = tf.nn.softmax(teacher / t)
-        log_student = tf.nn.log_softmax(logits / t)
-        return tf.reduce_sum(p_teacher * (tf.math.log(tf.maximum(p_teacher, 1e-12)) - log_student), axis=-1) * t * t
+        return soft_target_kl(teacher, logits, self.temperature)
 
     def _loss_terms(self, targets, logits):
         label = tf.cast(targets["label"], tf.int32)

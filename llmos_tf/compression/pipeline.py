@@ -146,6 +146,7 @@ def _check_options(target_sparsity: float, quantize: Sequence[str], publish: str
 
 def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: bool, prune_embeddings: bool,
                    quantize: Sequence[str], qat: bool, epochs: int, steps_per_epoch: int | None, log_dir: pathlib.Path,
+                   learning_rate: float | None = None, distill_alpha: float | None = None, temperature: float = 2.0,
                    verbose: int = 0, say: Callable[[str], None] = print) -> list[Variant]:
     """Dense, pruned, quantized and QAT variants of a loaded run (models and TFLite bytes, not yet exported)."""
     from llmos_tf.compression import run_data
@@ -154,11 +155,13 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
     variants = [Variant("dense", run.model, sparsity=_sparsity(run.model))]
     base = variants[0]
     if prune:
-        say(f"pruning to {target_sparsity:.0%}{' (2:4)' if structured_2_4 else ''}, fine-tuning {epochs} epoch(s) ...")
+        teacher = f" with the dense model as teacher (alpha {distill_alpha})" if distill_alpha is not None else ""
+        say(f"pruning to {target_sparsity:.0%}{' (2:4)' if structured_2_4 else ''}, fine-tuning {epochs} epoch(s){teacher} ...")
         from llmos_tf.compression.pruning import load_cached, prune_run, save_cached
 
         settings = {"run": str(run.run_dir), "target_sparsity": target_sparsity, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
-                    "structured_2_4": structured_2_4, "prune_embeddings": prune_embeddings}
+                    "structured_2_4": structured_2_4, "prune_embeddings": prune_embeddings, "learning_rate": learning_rate,
+                    "distill_alpha": distill_alpha, "temperature": temperature}
         cache = log_dir / "pruned_cache"
         result = load_cached(cache, settings)
         if result is not None:
@@ -166,12 +169,14 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
         else:
             result = prune_run(
                 run, target_sparsity=target_sparsity, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                structured_2_4=structured_2_4, prune_embeddings=prune_embeddings, log_dir=log_dir / "pruning", verbose=verbose,
+                structured_2_4=structured_2_4, prune_embeddings=prune_embeddings, learning_rate=learning_rate,
+                distill_alpha=distill_alpha, temperature=temperature, log_dir=log_dir / "pruning", verbose=verbose,
             )
             save_cached(cache, settings, result)
         details = {
             "target_sparsity": target_sparsity,
             "structured_2_4": structured_2_4,
+            "fine_tune": {"epochs": epochs, "learning_rate": learning_rate, "distill_alpha": distill_alpha, "temperature": temperature},
             "overall_sparsity": result.overall_sparsity,
             "layers": [_plain(r) for r in result.layers],
             "not_pruned": [_plain(r) for r in result.skipped],
@@ -255,7 +260,8 @@ def _publish(staged: pathlib.Path, row: VariantRow, model_base_path: pathlib.Pat
 
 def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity: float = 0.8, structured_2_4: bool = False,
              prune_embeddings: bool = True, quantize: Sequence[str] = ("dynamic",), qat: bool = False, epochs: int = 1,
-             steps_per_epoch: int | None = None, model_base_path: str | pathlib.Path | None = None, name: str | None = None,
+             steps_per_epoch: int | None = None, learning_rate: float | None = None, distill_alpha: float | None = None,
+             temperature: float = 2.0, model_base_path: str | pathlib.Path | None = None, name: str | None = None,
              publish: str = "all", tflite_only: bool = False, max_drop: float = 0.01, max_eval_examples: int | None = 2000,
              report_dir: str | pathlib.Path | None = None, command: str | None = None, verbose: int = 0,
              say: Callable[[str], None] = print) -> CompressionReport:
@@ -277,7 +283,8 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
     started = time.time()
     variants = build_variants(run, prune=prune, target_sparsity=target_sparsity, structured_2_4=structured_2_4,
                               prune_embeddings=prune_embeddings, quantize=quantize, qat=qat, epochs=epochs,
-                              steps_per_epoch=steps_per_epoch, log_dir=report_dir, verbose=verbose, say=say)
+                              steps_per_epoch=steps_per_epoch, learning_rate=learning_rate, distill_alpha=distill_alpha,
+                              temperature=temperature, log_dir=report_dir, verbose=verbose, say=say)
     staged: dict[str, pathlib.Path] = {}
     for variant in variants:
         say(f"exporting and measuring {variant.name} ...")

@@ -219,9 +219,14 @@ def weight_sparsity(model: tf_keras.Model) -> list[LayerSparsity]:
 
 
 def prune_run(run, *, target_sparsity: float = 0.8, epochs: int = 1, steps_per_epoch: int | None = None, structured_2_4: bool = False,
-              prune_embeddings: bool = True, learning_rate: float | None = None, log_dir: str | pathlib.Path | None = None,
-              verbose: int = 0) -> PruneResult:
-    """Prune ``run.model`` to ``target_sparsity`` while fine-tuning ``epochs`` on the run's training data."""
+              prune_embeddings: bool = True, learning_rate: float | None = None, distill_alpha: float | None = None,
+              temperature: float = 2.0, log_dir: str | pathlib.Path | None = None, verbose: int = 0) -> PruneResult:
+    """Prune ``run.model`` to ``target_sparsity`` while fine-tuning ``epochs`` on the run's training data.
+
+    The learning rate (default: half the run's peak for BERT, a fifth for the
+    BiLSTM) decays linearly to zero over the fine-tune. With ``distill_alpha``
+    the dense model teaches its pruned copy (:mod:`.dense_teacher`): the gold
+    labels get that weight, the dense model's soft targets the rest."""
     from llmos_tf.compression.run_data import fine_tune_data
 
     if not 0.0 < target_sparsity < 1.0:
@@ -237,11 +242,21 @@ def prune_run(run, *, target_sparsity: float = 0.8, epochs: int = 1, steps_per_e
         raise ConfigError("nothing to prune: " + "; ".join(f"{s.layer}: {s.reason}" for s in skipped))
     # a fine-tuning learning rate: a fraction of the one the run trained with (its peak)
     lr = learning_rate or float(run.config.training.learning_rate) * (0.5 if run.config.architecture == "bert" else 0.2)
-    pruned.compile(optimizer=tf_keras.optimizers.Adam(lr, clipnorm=1.0), loss=data.loss, metrics=data.metrics)
+    if lr <= 0:
+        raise ConfigError(f"--learning_rate: expected a positive number, got {lr}")
+    optimizer = tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.PolynomialDecay(lr, total, end_learning_rate=0.0), clipnorm=1.0)
+    trainee = pruned
+    if distill_alpha is not None:
+        from llmos_tf.compression.dense_teacher import TeacherGuidedFineTune
+
+        trainee = TeacherGuidedFineTune(pruned, run.model, data.loss, alpha=distill_alpha, temperature=temperature, name="guided")
+        trainee.compile(optimizer=optimizer, metrics=data.metrics)
+    else:
+        pruned.compile(optimizer=optimizer, loss=data.loss, metrics=data.metrics)
     callbacks: list = [sparsity.UpdatePruningStep()]
     if log_dir is not None:
         callbacks.append(sparsity.PruningSummaries(log_dir=str(log_dir), update_freq=max(1, total // 20)))
-    history = pruned.fit(data.dataset, epochs=epochs, steps_per_epoch=data.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    history = trainee.fit(data.dataset, epochs=epochs, steps_per_epoch=data.steps_per_epoch, callbacks=callbacks, verbose=verbose)
     stripped = strip(pruned)
     pruned_names = {(l.layer.name if isinstance(l, PruneLowMagnitude) else l.name) for l in wrapped}
     rows = [r for r in weight_sparsity(stripped) if r.layer in pruned_names]

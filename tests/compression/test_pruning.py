@@ -108,3 +108,50 @@ def test_pruning_leaves_the_dense_model_dense(tiny_run, pruned):
     from llmos_tf.compression.pruning import weight_sparsity
 
     assert all(r.sparsity < 0.5 for r in weight_sparsity(tiny_run.model))
+
+
+def test_pruning_can_learn_from_the_dense_model(tiny_run):
+    """``distill_alpha``: the dense model teaches its pruned copy; the pruning callbacks still drive the masks."""
+    from llmos_tf.compression.pruning import prune_run
+
+    guided = prune_run(tiny_run, target_sparsity=0.8, epochs=2, distill_alpha=0.5)
+    for row in guided.layers:
+        assert abs(row.sparsity - 0.8) <= 0.01, row
+    assert {"hard_loss", "distill_loss", "accuracy"} <= set(guided.history), guided.history.keys()
+
+
+def test_teacher_guided_fine_tune_moves_the_student_towards_the_teacher():
+    """With alpha 0 only the teacher's soft targets count: the student's KL from the teacher falls, the
+    teacher's weights do not move, and the gold labels (random here) are ignored."""
+    from llmos_tf.compression.dense_teacher import TeacherGuidedFineTune
+
+    def mlp(seed):
+        tf_keras.utils.set_random_seed(seed)
+        inputs = tf_keras.Input((8,))
+        hidden = tf_keras.layers.Dense(16, activation="relu")(inputs)
+        return tf_keras.Model(inputs, tf_keras.layers.Dense(3, activation="softmax")(hidden))
+
+    teacher, student = mlp(0), mlp(1)
+    x = np.random.default_rng(0).normal(size=(256, 8)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=256).astype("int32")
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+
+    def kl():
+        p, q = np.clip(teacher(x).numpy(), 1e-7, 1), np.clip(student(x).numpy(), 1e-7, 1)
+        return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=-1)))
+
+    before = kl()
+    guided = TeacherGuidedFineTune(student, teacher, tf_keras.losses.SparseCategoricalCrossentropy(), alpha=0.0, temperature=1.0)
+    guided.compile(optimizer=tf_keras.optimizers.Adam(0.01), metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    history = guided.fit(x, y, batch_size=32, epochs=10, verbose=0).history
+    assert kl() < 0.25 * before, (before, kl())
+    assert history["distill_loss"][-1] < history["distill_loss"][0]
+    for a, b in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+def test_dense_teacher_weight_must_be_a_fraction(tiny_run):
+    from llmos_tf.compression.pruning import prune_run
+    from llmos_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="distill_alpha"):
+        prune_run(tiny_run, target_sparsity=0.5, distill_alpha=1.5, steps_per_epoch=2)
