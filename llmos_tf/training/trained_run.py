@@ -85,12 +85,19 @@ class TrainedRun:
         return BatchingPlan(batch_size=batch_size, max_length=self.max_length, bucketing=False)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``[len(texts), num_labels]`` in input order."""
+        """Class probabilities ``[len(texts), num_labels]`` in input order.
+
+        Texts are run shortest first, so each batch pads to a similar length (a batch pads to its
+        longest text); the rows are put back in input order."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros([0, len(self.labels)], np.float32)
-        ds = make_dataset(texts, None, self.tokenizer(), self._plan(batch_size), training=False, cache=False, features=self.architecture.features)
-        return self.model.predict(ds, verbose=0)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        ds = make_dataset([texts[i] for i in order], None, self.tokenizer(), self._plan(batch_size), training=False, cache=False,
+                          features=self.architecture.features)
+        probs = np.empty([len(texts), len(self.labels)], np.float32)
+        probs[order] = self.model.predict(ds, verbose=0)
+        return probs
 
     def predict(self, texts: Sequence[str]) -> pd.DataFrame:
         """One row per text: predicted label and its probability."""
