@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
 
@@ -72,6 +73,7 @@ def _cmd_compress(args) -> int:
         temperature=args.temperature, model_base_path=args.model_base_path, name=args.name,
         publish=args.publish, tflite_only=args.tflite_only, max_drop=args.max_drop,
         max_eval_examples=args.max_eval_examples, report_dir=args.report_dir, command=main_command(),
+        verbose=1 if sys.stdout.isatty() else 2,  # Keras' progress bar, or a line per fine-tuning epoch in a log
     )
     if args.report:
         print()
