@@ -39,6 +39,7 @@ from llmos_tf.errors import ConfigError
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after llmos_tf._tf picked tf_keras)
 
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl, pruning_utils  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # noqa: E402
 
 sparsity = tfmot.sparsity.keras
@@ -53,6 +54,56 @@ class PrunableBidirectional(tf_keras.layers.Bidirectional, sparsity.PrunableLaye
         for rnn in (self.forward_layer, self.backward_layer):
             out += [rnn.cell.kernel, rnn.cell.recurrent_kernel]
         return out
+
+
+def einsum_input_axes(layer) -> dict[str, int]:
+    """Kernel name → how many leading axes of that ``EinsumDense`` kernel meet the input.
+
+    Attention projections keep rank-3 kernels: ``[hidden, heads, head_dim]`` for query, key and
+    value (one input axis), ``[heads, head_dim, hidden]`` for the output (two). Read as a matrix
+    ``[inputs, outputs]`` they are ordinary dense kernels, which is what 2:4 sparsity needs."""
+    axes = {}
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if not isinstance(sub, tf_keras.layers.EinsumDense) or getattr(sub, "kernel", None) is None:
+            continue
+        operands, output = sub.equation.split("->")
+        inputs, kernel = operands.split(",")
+        contracted = [c for c in kernel if c in inputs and c not in output]
+        if contracted and kernel.startswith("".join(contracted)):
+            axes[sub.kernel.name] = len(contracted)
+    return axes
+
+
+def _as_matrix_shape(shape, input_axes: int) -> list[int]:
+    return [int(np.prod(shape[:input_axes])), int(np.prod(shape[input_axes:]))]
+
+
+class _MbyNPruning(pruning_impl.Pruning):
+    """TF-MOT's m:n masks (groups along the input axis of rank-2/4 kernels), and the same for rank-3
+    einsum kernels, computed on their ``[inputs, outputs]`` matrix view and reshaped back."""
+
+    def __init__(self, *args, input_axes: dict[str, int], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._input_axes = input_axes
+
+    def _update_mask_sparsity_m_by_n(self, weights, m_by_n=(2, 4)):
+        k = self._input_axes.get(getattr(weights, "name", None)) if weights.shape.rank == 3 else None
+        if k is None:
+            return super()._update_mask_sparsity_m_by_n(weights, m_by_n)
+        matrix = tf.reshape(weights, _as_matrix_shape(weights.shape.as_list(), k))
+        mask = pruning_utils.generate_m_by_n_mask(pruning_utils.weights_rearrange(matrix), m_by_n)
+        return tf.reshape(pruning_utils.m_by_n_sparsity_mask_prepare(mask, matrix.shape), weights.shape)
+
+
+class PruneLowMagnitudeMbyN(PruneLowMagnitude):
+    """``PruneLowMagnitude`` whose 2:4 masks also cover rank-3 attention kernels (see :class:`_MbyNPruning`)."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.pruning_obj = _MbyNPruning(
+            training_step_fn=lambda: self.pruning_step, pruning_vars=self.pruning_vars, pruning_schedule=self.pruning_schedule,
+            block_size=self.block_size, sparsity_m_by_n=self.sparsity_m_by_n, block_pooling_type=self.block_pooling_type,
+            input_axes=einsum_input_axes(self.layer))
 
 
 @dataclass
@@ -117,9 +168,25 @@ def _why_not(layer, prune_embeddings: bool, structured_2_4: bool) -> str | None:
     if not names:
         return "no prunable weights (normalisation, bias-only or weight-free layer)"
     if structured_2_4:
-        bad = [w for w in _weights_of(layer) if w.shape.rank not in (2, 4)]
-        if bad:
-            return f"2:4 sparsity needs rank-2 or rank-4 kernels; {bad[0].name} has shape {bad[0].shape.as_list()}"
+        return _why_not_2_4(layer)
+    return None
+
+
+def _why_not_2_4(layer) -> str | None:
+    """2:4 groups run along a kernel's input axis, so that axis (flattened) must split into fours."""
+    einsum = einsum_input_axes(layer)
+    for w in _weights_of(layer):
+        shape = w.shape.as_list()
+        if len(shape) == 3 and w.name in einsum:
+            inputs = _as_matrix_shape(shape, einsum[w.name])[0]
+        elif len(shape) == 2:
+            inputs = shape[0]
+        elif len(shape) == 4:
+            continue
+        else:
+            return f"2:4 sparsity needs rank-2, rank-4 or einsum rank-3 kernels; {w.name} has shape {shape}"
+        if inputs % 4:
+            return f"2:4 sparsity needs an input size divisible by 4; {w.name} has shape {shape} ({inputs} inputs)"
     return None
 
 
@@ -156,6 +223,7 @@ def add_pruning(model: tf_keras.Model, schedule: dict, *, prune_embeddings: bool
     if structured_2_4:
         params = {"pruning_schedule": sparsity.ConstantSparsity(0.5, begin_step=0, end_step=schedule["end_step"], frequency=schedule["frequency"]),
                   "sparsity_m_by_n": (2, 4)}
+    wrapper = PruneLowMagnitudeMbyN if structured_2_4 else sparsity.prune_low_magnitude
 
     def wrap(layer):
         if isinstance(layer, tf_keras.Model):
@@ -168,7 +236,7 @@ def add_pruning(model: tf_keras.Model, schedule: dict, *, prune_embeddings: bool
             return layer
         if isinstance(layer, tf_keras.layers.Bidirectional) and not isinstance(layer, PrunableBidirectional):
             layer = _as_prunable_bidirectional(layer)
-        return sparsity.prune_low_magnitude(layer, **params)
+        return wrapper(layer, **params)
 
     with sparsity.prune_scope():
         pruned = tf_keras.models.clone_model(model, clone_function=wrap)

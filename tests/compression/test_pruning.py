@@ -89,11 +89,30 @@ def test_structured_2_4_leaves_two_of_every_four(tiny_run):
     pruned, skipped = add_pruning(model, schedule_for(8, 0.5), structured_2_4=True)
     pruned.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     pruned.fit(x, y, batch_size=8, epochs=2, callbacks=[sparsity.UpdatePruningStep()], verbose=0)
-    head = strip(pruned).get_layer("classifier").kernel.numpy()  # [16, 3]: groups of 4 along the input axis
-    groups = head.T.reshape(-1, 4)
-    assert np.all(np.sum(groups == 0, axis=1) >= 2)
-    # rank-3 attention kernels cannot take 2:4 masks: those layers are named with the reason
-    assert any("2:4" in s.reason for s in skipped)
+    stripped = strip(pruned)
+    head = stripped.get_layer("classifier").kernel.numpy()  # [16, 3]: groups of 4 along the input axis
+    assert np.all(np.sum(head.T.reshape(-1, 4) == 0, axis=1) >= 2)
+    # the transformer blocks are pruned too: their rank-3 attention kernels as [inputs, outputs] matrices
+    assert not [s for s in skipped if s.layer.startswith("transformer_layer")], skipped
+    block = [l for l in stripped.layers if isinstance(l, tf_keras.Model)][0].get_layer("transformer_layer_0")
+    attention = block.attention
+    matrices = {
+        "query": attention._query_dense.kernel.numpy().reshape(16, -1),   # [hidden, heads, head_dim]
+        "output": attention._output_dense.kernel.numpy().reshape(-1, 16),  # [heads, head_dim, hidden]
+        "intermediate": block.intermediate_dense.kernel.numpy(),
+    }
+    for name, matrix in matrices.items():
+        zeros = np.sum(matrix.T.reshape(-1, 4) == 0, axis=1)
+        assert np.all(zeros >= 2), (name, zeros)
+
+
+def test_2_4_names_kernels_it_cannot_group():
+    from llmos_tf.compression.pruning import _why_not
+
+    dense = tf_keras.layers.Dense(4, name="odd_inputs")
+    dense.build((None, 6))
+    assert "divisible by 4" in _why_not(dense, True, True)
+    assert _why_not(dense, True, False) is None
 
 
 def test_bad_target_is_a_clear_error(tiny_run):
