@@ -234,25 +234,19 @@ def _choose_compressed(report: CompressionReport, max_drop: float) -> VariantRow
 def _publish(staged: pathlib.Path, row: VariantRow, model_base_path: pathlib.Path, name: str, labels: list[str],
              report: CompressionReport) -> int:
     """Copy a staged version folder into ``<base>/<name>/<next>`` (atomically) and label it."""
-    from llmos_tf.export.layout import next_version, publish, temporary_version_dir
+    from llmos_tf.export.layout import next_version, staged_version
     from llmos_tf.export.model_server_config import set_version_label
 
     model_dir = model_base_path / name
     version = next_version(model_dir)
-    tmp = temporary_version_dir(model_dir)
-    try:
-        shutil.rmtree(tmp)
-        shutil.copytree(staged, tmp)
+    with staged_version(model_dir, model_dir / str(version), force=False) as tmp:
+        shutil.copytree(staged, tmp, dirs_exist_ok=True)
         card_path = tmp / "assets" / "llmos.json"
         card = json.loads(card_path.read_text(encoding="utf-8"))
         card["version"] = version
         card["version_labels"] = labels
         card["compression"] = {**card.get("compression", {}), "report_row": _plain(row), "report": report.to_dict()}
         card_path.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-        publish(tmp, model_dir / str(version), force=False)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for label in labels:
         set_version_label(model_base_path, name, label, version)
     return version

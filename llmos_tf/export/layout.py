@@ -7,11 +7,13 @@ all-digit folder names).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import re
 import shutil
 import tempfile
+from typing import Iterator
 
 from llmos_tf.errors import RunError
 
@@ -56,6 +58,19 @@ def version_target(model_base_path: str | pathlib.Path, name: str, version: int 
 def temporary_version_dir(model_dir: pathlib.Path) -> pathlib.Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     return pathlib.Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
+
+
+@contextlib.contextmanager
+def staged_version(model_dir: pathlib.Path, final_dir: pathlib.Path, *, force: bool) -> Iterator[pathlib.Path]:
+    """A hidden folder next to the versions to write an export into: published as ``final_dir`` when
+    the block ends, deleted if it raises, so a server polling ``model_dir`` never sees half a version."""
+    tmp = temporary_version_dir(model_dir)
+    try:
+        yield tmp
+        publish(tmp, final_dir, force=force)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def publish(tmp_dir: pathlib.Path, final_dir: pathlib.Path, *, force: bool) -> None:

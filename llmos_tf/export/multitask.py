@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import time
 from typing import Any, Sequence
 
@@ -43,7 +42,7 @@ import numpy as np
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.data.labels import LabelMap
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import publish, temporary_version_dir, version_target
+from llmos_tf.export.layout import staged_version, version_target
 from llmos_tf.export.signatures import ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
 from llmos_tf.export.writer import WARMUP_TEXTS, write_warmup_requests
@@ -164,14 +163,9 @@ def export_multitask_run(run_dir: str | pathlib.Path, model_base_path: str | pat
 
     module = MultitaskServingModule(run.tokenizer, run.model, run.heads, run.tasks, run.max_length)
     signatures = module.signatures()
-    tmp = temporary_version_dir(model_dir)
-    try:
+    with staged_version(model_dir, final_dir, force=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
         _verify(tmp, run, check_texts(run.max_length))
         write_assets(tmp, run, multitask_card(run, name, version, command))
         write_warmup_requests(tmp, name, WARMUP_SENTENCES, signatures=list(signatures))
-        publish(tmp, final_dir, force=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final_dir

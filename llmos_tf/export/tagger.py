@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 from typing import Sequence
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import publish, temporary_version_dir, version_target
+from llmos_tf.export.layout import staged_version, version_target
 from llmos_tf.export.signatures import POSTPROCESS, PREPROCESS, TEXT_SPEC
 from llmos_tf.export.writer import model_card, write_warmup_requests
 from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
@@ -116,8 +115,7 @@ def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathli
     tagger = TrainedTagger.load(run_dir)
 
     module = TaggerServingModule(tagger.text_encoder(), tagger.model, tagger.labels.names)
-    tmp = temporary_version_dir(model_dir)
-    try:
+    with staged_version(model_dir, final_dir, force=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         _verify(tmp, tagger, _check_sentences(tagger))
         assets = tmp / "assets"
@@ -128,8 +126,4 @@ def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathli
         card["encoder"]["max_length"] = tagger.max_length
         (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
         write_warmup_requests(tmp, name, WARMUP_SENTENCES)
-        publish(tmp, final_dir, force=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final_dir

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import sys
 import time
 from typing import Any, Sequence
@@ -18,7 +17,7 @@ import numpy as np
 
 from llmos_tf._tf import tf
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import publish, temporary_version_dir, version_target
+from llmos_tf.export.layout import staged_version, version_target
 from llmos_tf.export.signatures import ClassifierServingModule
 
 WARMUP_TEXTS = ("warm-up request", "a short sentence to compile the graph", "hello")
@@ -87,8 +86,7 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     run = TrainedRun.load(run_dir)
 
     module = ClassifierServingModule(run.tokenizer(), run.model, run.labels.names, run.max_length, features=run.architecture.features)
-    tmp = temporary_version_dir(model_dir)
-    try:
+    with staged_version(model_dir, final_dir, force=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         _verify(tmp, run)
         assets = tmp / "assets"
@@ -96,10 +94,6 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
         (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
         (assets / "llmos.json").write_text(json.dumps(model_card(run, name, version, command), indent=2, default=str) + "\n", encoding="utf-8")
         write_warmup_requests(tmp, name)
-        publish(tmp, final_dir, force=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final_dir
 
 
@@ -124,8 +118,7 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
         raise RunError("tflite_only needs TFLite bytes: only quantized variants can be exported without a SavedModel")
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     module = serving_module(run, model, with_model=not tflite_only)
-    tmp = temporary_version_dir(model_dir)
-    try:
+    with staged_version(model_dir, final_dir, force=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures(include_model=not tflite_only))
         if tflite is not None:
             (tmp / TFLITE_FILE).write_bytes(tflite)
@@ -138,10 +131,6 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
             card.update(task="ner", signature="serving_default: text -> tags, token_count", max_length=run.max_length)
         (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
         write_warmup_requests(tmp, name)
-        publish(tmp, final_dir, force=force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final_dir
 
 
