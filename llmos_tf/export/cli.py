@@ -17,6 +17,8 @@ def add_export_parser(sub) -> None:
             examples:
               llmos export --run runs/sample_bilstm --model_base_path saved_models --name sample
               llmos export --run runs/sst2_bilstm --name sst2_bilstm --version 2 --force
+              llmos export --run runs/sst2_distilled --name sst2_bert --label distilled
+                  (clients then ask for version_label "distilled"; labels live in <base>/models.config)
             """
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -26,13 +28,25 @@ def add_export_parser(sub) -> None:
     p.add_argument("--name", required=True, help="model name (the folder under the base path)")
     p.add_argument("--version", type=int, help="version number (default: next free)")
     p.add_argument("--force", action="store_true", help="overwrite an existing version")
+    p.add_argument("--label", dest="labels", action="append", default=[], metavar="LABEL",
+                   help="point this version label at the new version in <model_base_path>/models.config (repeatable)")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
+    from llmos_tf.export.model_server_config import set_version_label
     from llmos_tf.export.writer import export_run, main_command
+    from llmos_tf.serving.model_config import check_label
 
+    for label in args.labels:
+        check_label(label)  # before the export: a bad label must not leave a new version behind
     path = export_run(args.run, args.model_base_path, args.name, version=args.version, force=args.force, command=main_command())
     print(f"exported {args.run} -> {path}")
-    print(f"serve it:  llmos serve --model_base_path {args.model_base_path} --port 8500 --rest_api_port 8501")
+    for label in args.labels:
+        config = set_version_label(args.model_base_path, args.name, label, int(path.name))
+        print(f"version label {label!r} -> {args.name}/{path.name} in {config}")
+    if args.labels:
+        print(f"serve it:  llmos serve --model_config_file {args.model_base_path}/models.config --port 8500 --rest_api_port 8501")
+    else:
+        print(f"serve it:  llmos serve --model_base_path {args.model_base_path} --port 8500 --rest_api_port 8501")
     return 0

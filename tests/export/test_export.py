@@ -75,3 +75,16 @@ def test_bad_names_and_runs(tmp_path, trained_run):
     with pytest.raises(RunError, match="not a finished run|not found"):
         export_run(tmp_path / "nope", tmp_path, "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_export_cli_sets_version_labels(tmp_path, trained_run, capsys):
+    from llmos_tf.cli import main
+    from llmos_tf.serving.model_config import read_config_file
+
+    base = tmp_path / "sm"
+    assert main(["export", "--run", str(trained_run), "--model_base_path", str(base), "--name", "tiny", "--label", "bad-label"]) == 2
+    assert "bad-label" in capsys.readouterr().err and not (base / "tiny").exists()  # refused before any work
+    assert main(["export", "--run", str(trained_run), "--model_base_path", str(base), "--name", "tiny", "--label", "distilled",
+                 "--label", "stable"]) == 0
+    (config,) = read_config_file(base / "models.config")
+    assert config.name == "tiny" and config.labels == {"distilled": 1, "stable": 1}
