@@ -36,8 +36,8 @@ demo: $(STAMP) sample-data
 	$(PY) -m llmos_tf.serving.demo --model_base_path saved_models
 	@echo "TensorBoard logs: runs/sample_bilstm  (view with: $(VENV)/bin/llmos tensorboard --logdir runs)"
 
-# Two pytest workers (pytest-xdist), a test file per worker: most test time is single-threaded graph
-# tracing, so the second core halves the wall time. TEST_WORKERS=0 runs in one process.
+# Two pytest workers (pytest-xdist), whole test files per worker: most test time is single-threaded
+# graph tracing, which leaves the second core idle in one process. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 
 test: $(DEVSTAMP)

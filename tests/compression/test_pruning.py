@@ -133,7 +133,7 @@ def test_pruning_can_learn_from_the_dense_model(tiny_run):
     """``distill_alpha``: the dense model teaches its pruned copy; the pruning callbacks still drive the masks."""
     from llmos_tf.compression.pruning import prune_run
 
-    guided = prune_run(tiny_run, target_sparsity=0.8, epochs=2, distill_alpha=0.5)
+    guided = prune_run(tiny_run, target_sparsity=0.8, epochs=1, steps_per_epoch=6, distill_alpha=0.5)
     for row in guided.layers:
         assert abs(row.sparsity - 0.8) <= 0.01, row
     assert {"hard_loss", "distill_loss", "accuracy"} <= set(guided.history), guided.history.keys()
