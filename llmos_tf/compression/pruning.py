@@ -16,7 +16,11 @@ schedule; the rest are left alone and named, with the reason, in the result.
 The schedule comes from the data: pruning starts at step 0, reaches the target
 at ~70% of the fine-tuning steps (the rest fine-tunes at the final sparsity) and
 updates the masks about 10 times on the way, with the last update landing
-exactly on ``end_step``. ``UpdatePruningStep`` drives it and ``PruningSummaries``
+exactly on ``end_step``. With ``structured_2_4`` the masks keep 2 of every 4
+weights along a kernel's input axis instead (TF-MOT's ``sparsity_m_by_n``;
+rank-3 attention kernels through :class:`PruneLowMagnitudeMbyN`). The fine-tune
+may learn from the dense model as well as the labels (``distill_alpha``, see
+:mod:`.dense_teacher`). ``UpdatePruningStep`` drives it and ``PruningSummaries``
 writes the sparsity curves to TensorBoard. ``strip_pruning`` removes the
 wrappers at the end: the result is a plain tf_keras model whose zeros survive
 saving.
