@@ -98,7 +98,8 @@ def add_distill_parser(sub) -> None:
             """\
             examples:
               llmos distill --teacher runs/sst2_bert --student configs/sst2_bilstm.yaml --set name=sst2_distilled
-              llmos distill --teacher saved_models/sst2_bert/1 --student configs/sst2_bilstm.yaml --loss mse --alpha 0 --augment 2
+              llmos distill --teacher exports/sst2_bert/1 --student configs/sst2_bilstm.yaml --loss mse --alpha 0 --augment 2
+                  (an exported version works as teacher when it holds float weights, i.e. not --tflite_only)
             then, as for any run:
               llmos evaluate --model runs/sst2_distilled --data ../shared/data/sst2/dev.tsv
               llmos export --run runs/sst2_distilled --name sst2_bert --label distilled
