@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 from llmos_tf._tf import tf, tf_keras
-from llmos_tf.compression.distillation import soft_target_kl
+from llmos_tf.compression.distillation import MixedLossTracking, soft_target_kl
 from llmos_tf.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def _log(probabilities: tf.Tensor) -> tf.Tensor:
     return tf.math.log(tf.clip_by_value(tf.cast(probabilities, tf.float32), 1e-7, 1.0))
 
 
-class TeacherGuidedFineTune(tf_keras.Model):
+class TeacherGuidedFineTune(MixedLossTracking, tf_keras.Model):
     """Trains ``student`` with the mixed loss above; ``teacher`` is only called, never trained."""
 
     def __init__(self, student: tf_keras.Model, teacher: tf_keras.Model, hard_loss, *, alpha: float = 0.5, temperature: float = 2.0,
@@ -47,9 +47,7 @@ class TeacherGuidedFineTune(tf_keras.Model):
         self.hard_loss = hard_loss
         self.alpha = float(alpha)
         self.temperature = float(temperature)
-        self.loss_tracker = tf_keras.metrics.Mean(name="loss")
-        self.hard_tracker = tf_keras.metrics.Mean(name="hard_loss")
-        self.distill_tracker = tf_keras.metrics.Mean(name="distill_loss")
+        self._add_loss_trackers()
 
     @property
     def metrics(self):
@@ -74,8 +72,6 @@ class TeacherGuidedFineTune(tf_keras.Model):
             total = self.alpha * hard + (1.0 - self.alpha) * soft
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
-        self.loss_tracker.update_state(total)
-        self.hard_tracker.update_state(hard)
-        self.distill_tracker.update_state(soft)
+        self._track_losses(total, hard, soft)
         self.compiled_metrics.update_state(labels, probs)
         return {m.name: m.result() for m in self.metrics}

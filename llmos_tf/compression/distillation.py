@@ -119,7 +119,22 @@ def student_logits_model(student: tf_keras.Model) -> tf_keras.Model:
     return tf_keras.Model(student.inputs, Logits(name="logits")(features(student.inputs if len(student.inputs) > 1 else student.inputs[0])))
 
 
-class Distiller(tf_keras.Model):
+class MixedLossTracking:
+    """The three running means a mixed-loss model reports (``loss``, ``hard_loss``, ``distill_loss``);
+    shared by :class:`Distiller` and :class:`~.dense_teacher.TeacherGuidedFineTune`."""
+
+    def _add_loss_trackers(self) -> None:
+        self.loss_tracker = tf_keras.metrics.Mean(name="loss")
+        self.hard_tracker = tf_keras.metrics.Mean(name="hard_loss")
+        self.distill_tracker = tf_keras.metrics.Mean(name="distill_loss")
+
+    def _track_losses(self, total, hard, soft) -> None:
+        self.loss_tracker.update_state(total)
+        self.hard_tracker.update_state(hard)
+        self.distill_tracker.update_state(soft)
+
+
+class Distiller(MixedLossTracking, tf_keras.Model):
     """Trains ``student`` on (inputs, {label, teacher}) with the mixed loss; predicts the student's probabilities."""
 
     def __init__(self, student: tf_keras.Model, *, loss: str = "kl", temperature: float = 2.0, alpha: float = 0.5, **kwargs):
@@ -129,9 +144,7 @@ class Distiller(tf_keras.Model):
         self.kind = loss
         self.temperature = float(temperature)
         self.alpha = float(alpha)
-        self.loss_tracker = tf_keras.metrics.Mean(name="loss")
-        self.hard_tracker = tf_keras.metrics.Mean(name="hard_loss")
-        self.distill_tracker = tf_keras.metrics.Mean(name="distill_loss")
+        self._add_loss_trackers()
         self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     @property
@@ -172,9 +185,7 @@ class Distiller(tf_keras.Model):
         return self._update(total, hard, soft, label, labelled, logits)
 
     def _update(self, total, hard, soft, label, labelled, logits):
-        self.loss_tracker.update_state(total)
-        self.hard_tracker.update_state(hard)
-        self.distill_tracker.update_state(soft)
+        self._track_losses(total, hard, soft)
         self.accuracy.update_state(tf.maximum(label, 0), tf.nn.softmax(logits), sample_weight=labelled)
         return {m.name: m.result() for m in self.metrics}
 
