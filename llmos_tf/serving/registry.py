@@ -12,7 +12,10 @@ It follows TF Serving's manager so that users see the same behaviour:
 * unloading waits until requests holding a :class:`Lease` on the version end;
 * a version that fails to load (missing variables, garbage ``saved_model.pb``)
   stays in the status list as END with the error, is not retried until its files
-  change, and never takes the healthy version down.
+  change, and never takes the healthy version down;
+* a request that finds no available version is told why: the NOT_FOUND message
+  carries the load errors of the versions that failed (gRPC details, REST
+  ``{"error": ...}``), not only the server log.
 
 A background thread re-reads the base paths every ``poll_seconds``.
 
@@ -55,6 +58,7 @@ class VersionRecord:
     servable: Servable | None = None
     refcount: int = 0
     failed_fingerprint: tuple | None = None
+    load_error: str = ""  # "<ExceptionType>: <message>" of the last failed load, for NOT_FOUND answers
 
 
 @dataclass
@@ -75,6 +79,30 @@ def _fingerprint(path: pathlib.Path) -> tuple:
         except OSError:
             parts.append((rel, None, None))
     return tuple(parts)
+
+
+MAX_REASON_CHARS = 600  # per failed version in a NOT_FOUND message (gRPC details travel in a header)
+MAX_REASONS = 3
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Whitespace (TensorFlow's multi-line errors) collapsed to single spaces, cut at ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _why_unavailable(record: "ModelRecord") -> str:
+    """Why a model has no AVAILABLE version, for the NOT_FOUND message a client sees (caller holds the lock)."""
+    failed = sorted((r for r in record.versions.values() if r.state == State.END and r.load_error), key=lambda r: -r.version)
+    if failed:
+        parts = [f"version {r.version} failed to load: {r.load_error}" for r in failed[:MAX_REASONS]]
+        if len(failed) > MAX_REASONS:
+            parts.append(f"{len(failed) - MAX_REASONS} older version(s) failed too (GetModelStatus lists them)")
+        return "; ".join(parts)
+    loading = sorted(v for v, r in record.versions.items() if r.state in (State.START, State.LOADING))
+    if loading:
+        return f"no version is available yet (loading: {', '.join(map(str, loading))})"
+    return f"no version is available (no loadable version folder under {record.config.base_path})"
 
 
 class Lease:
@@ -231,12 +259,14 @@ class ModelRegistry:
             if self._warmup is not None:
                 self._warmup(servable)
         except Exception as err:  # a corrupt version is reported, never fatal
-            message = f"Failed to load {name} version {version} from {path}: {type(err).__name__}: {err}"
+            reason = f"{type(err).__name__}: {err}"
+            message = f"Failed to load {name} version {version} from {path}: {reason}"
             log.error(message.splitlines()[0][:500])
             with self._cond:
                 entry.state = State.END
                 entry.error_code = err.code_number if isinstance(err, ServingError) else UNKNOWN_CODE
                 entry.error_message = message[:2000]
+                entry.load_error = _one_line(reason, MAX_REASON_CHARS)
                 entry.failed_fingerprint = fingerprint
             if self._on_load:
                 self._on_load(name, version, False)
@@ -296,19 +326,23 @@ class ModelRegistry:
                 if not LABEL_RE.match(label):
                     raise invalid_argument(f"version label {label!r} is invalid: use letters, digits and '_' only")
                 if label not in record.labels:
+                    target = record.versions.get(record.config.labels.get(label, -1))
+                    failed = (f"; it points to version {target.version}, which failed to load: {target.load_error}"
+                              if target is not None and target.load_error else "")
                     raise not_found(
-                        f"Unrecognized servable version label: {label!r} for model {name!r}; labels: {', '.join(sorted(record.labels)) or 'none'}"
+                        f"Unrecognized servable version label: {label!r} for model {name!r}{failed}; labels: {', '.join(sorted(record.labels)) or 'none'}"
                     )
                 version = record.labels[label]
             if version is None:
                 available = [v for v, r in record.versions.items() if r.state == State.AVAILABLE]
                 if not available:
-                    raise not_found(f"Servable not found for request: Latest({name}): no version is available")
+                    raise not_found(f"Servable not found for request: Latest({name}); {_why_unavailable(record)}")
                 version = max(available)
             entry = record.versions.get(int(version))
             if entry is None or entry.state != State.AVAILABLE:
                 loaded = sorted(v for v, r in record.versions.items() if r.state == State.AVAILABLE)
-                raise not_found(f"Servable not found for request: Specific({name}, {version}); available versions: {loaded}")
+                failed = f"; version {entry.version} failed to load: {entry.load_error}" if entry is not None and entry.load_error else ""
+                raise not_found(f"Servable not found for request: Specific({name}, {version}){failed}; available versions: {loaded}")
             entry.refcount += 1
             return Lease(self, entry)
 
