@@ -100,38 +100,61 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
 TFLITE_FILE = "model.tflite"  # TF Serving's --prefer_tflite_model looks for this name
 
 
+WEIGHT_FORMATS = ("float32", "int8", "float16")
+
+
 def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,
-                 compression: dict[str, Any] | None = None, tflite: bytes | None = None, tflite_only: bool = False,
+                 compression: dict[str, Any] | None = None, tflite: bytes | None = None, weights: str = "float32",
                  force: bool = False, command: str | None = None) -> pathlib.Path:
     """Export a (compressed) ``model`` of a loaded run as ``<base>/<name>/<version>``; returns the folder.
 
     The SavedModel has the run's ``serving_default`` around ``model`` plus the
-    ``preprocess``/``postprocess`` signatures; ``tflite`` bytes go to
-    ``model.tflite`` next to it. ``tflite_only`` leaves the weights out of the
-    SavedModel (only the tokenizer and label halves), for versions served with
-    ``--prefer_tflite_model``. Written to a temporary folder and renamed, so a
-    failure leaves nothing behind.
+    ``preprocess``/``postprocess`` signatures. ``weights="int8"`` (or ``"float16"``)
+    stores the large kernels compactly inside the SavedModel and dequantizes them
+    in the graph (:class:`~llmos_tf.compression.int8_weights.QuantizedModel`), so
+    the stock ``tensorflow_model_server`` serves the small version as it is.
+    ``tflite`` bytes go to ``model.tflite`` beside it (TF Serving's
+    ``--prefer_tflite_model`` name), an extra, never the only copy. Written to a
+    temporary folder, reloaded and called, then renamed: a failure leaves nothing.
     """
     from llmos_tf.export.signatures import serving_module
 
-    if tflite_only and tflite is None:
-        raise RunError("tflite_only needs TFLite bytes: only quantized variants can be exported without a SavedModel")
+    if weights not in WEIGHT_FORMATS:
+        raise RunError(f"weights: expected one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
-    module = serving_module(run, model, with_model=not tflite_only)
+    stored = None
+    if weights != "float32":
+        from llmos_tf.compression.int8_weights import QuantizedModel
+
+        model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights)
+        stored = model.summary()
+        stored.pop("quantized_weights", None)
+    module = serving_module(run, model)
     with staged_version(model_dir, final_dir, force=force) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures(include_model=not tflite_only))
+        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
+        _check_answers(tmp)
         if tflite is not None:
             (tmp / TFLITE_FILE).write_bytes(tflite)
         assets = tmp / "assets"
         assets.mkdir(exist_ok=True)
         (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
         card = model_card(run, name, version, command, compression)
-        card["format"] = "tflite" if tflite_only else ("savedmodel+tflite" if tflite is not None else "savedmodel")
+        card["format"] = "savedmodel+tflite" if tflite is not None else "savedmodel"
+        card["savedmodel_weights"] = stored or {"weight_dtype": "float32"}
         if getattr(run, "info", {}).get("task") == "ner":
             card.update(task="ner", signature="serving_default: text -> tags, token_count", max_length=run.max_length)
         (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
         write_warmup_requests(tmp, name)
     return final_dir
+
+
+def _check_answers(saved_dir: pathlib.Path, texts: Sequence[str] = WARMUP_TEXTS) -> None:
+    """The reloaded SavedModel's ``serving_default`` must answer every warm-up text."""
+    loaded = tf.saved_model.load(str(saved_dir))
+    out = loaded.signatures["serving_default"](text=tf.constant(list(texts)))
+    rows = {int(v.shape[0]) for v in out.values()}
+    if rows != {len(texts)}:
+        raise RunError(f"export check failed: serving_default answered {sorted(rows)} rows for {len(texts)} texts")
 
 
 def _verify(saved_dir: pathlib.Path, run, texts: Sequence[str] = WARMUP_TEXTS) -> None:

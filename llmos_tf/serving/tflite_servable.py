@@ -14,6 +14,7 @@ scheduler already merges concurrent requests into one call).
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import threading
 from typing import Mapping
@@ -59,16 +60,37 @@ class TFLiteServable(Servable):
         register_text_ops()
         module = tf.saved_model.load(str(path), tags=["serve"])
         servable = cls(name, version, path, module, {"serving_default": served_signature(defs)})
-        servable.runner = TFLiteRunner(make_interpreter(path=str(tflite), threads=threads))
+        # TFLite runs on one thread unless told otherwise; batches are already serialized by the lock below
+        servable.runner = TFLiteRunner(make_interpreter(path=str(tflite), threads=threads or os.cpu_count() or 1))
         servable._post_inputs = list(defs[POSTPROCESS].inputs)
         servable._lock = threading.Lock()
         return servable
 
+    # the fixed cost of one interpreter call (resize + invoke), in padded tokens (see length_groups)
+    CALL_COST_TOKENS = 24
+
     def run(self, signature: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Tokenize the whole batch once, run the interpreter on groups of similar length (each trimmed to its
+        own longest row), then postprocess the whole batch: the answers equal one padded call's."""
+        from llmos_tf.serving.length_groups import length_groups
+
         pre = self.module.signatures[PREPROCESS](text=tf.constant(inputs["text"], dtype=tf.string))
         model_inputs = {k: pre[k].numpy() for k in self.runner.input_names}
+        ids = model_inputs.get("token_ids", next(iter(model_inputs.values())))
+        lengths = np.maximum((ids != 0).sum(axis=1), 1)
+        groups = [list(range(len(ids)))] if self.runner.static_shape else length_groups(lengths, self.CALL_COST_TOKENS)
+        parts = []
         with self._lock:
-            probabilities = self.runner(model_inputs)
+            for rows in groups:
+                width = int(lengths[rows].max()) if self.runner.static_shape is None else ids.shape[1]
+                parts.append((rows, self.runner({k: v[rows, :width] for k, v in model_inputs.items()})))
+        first = parts[0][1]
+        probabilities = np.zeros((len(ids),) + (ids.shape[1:] if first.ndim == 3 else ()) + first.shape[-1:], np.float32)
+        for rows, out in parts:
+            if out.ndim == 3:  # a tagger: [rows, width, tags] back into the batch's full width
+                probabilities[rows, : out.shape[1]] = out
+            else:
+                probabilities[rows] = out
         feeds = {k: (tf.constant(probabilities) if k == "probabilities" else pre[k]) for k in self._post_inputs}
         outputs = self.module.signatures[POSTPROCESS](**feeds)
         return {k: v.numpy() for k, v in outputs.items()}

@@ -1,0 +1,117 @@
+"""Rebuild TFLite-only versions as SavedModels the stock ``tensorflow_model_server`` serves.
+
+Versions published with the old ``--tflite_only`` flag hold their weights only in
+``model.tflite`` (their SavedModel has just ``preprocess``/``postprocess``, no
+``serving_default``). For each such version under ``--model_base_path`` this:
+
+1. recovers a run folder from the TFLite weights (``llmos_tf.compression.tflite_recovery``;
+   the config comes from the model card's training command, read from ``configs/``);
+2. exports it again with int8 weights inside the SavedModel (``export_model(weights="int8")``)
+   under the same name, version and labels, keeping the model card's history;
+3. scores the new ``serving_default`` and the old TFLite model on the run's validation data
+   (when the data files are there) and prints a table.
+
+``--keep_tflite NAME/VERSION`` keeps ``model.tflite`` beside the SavedModel for those versions
+(for ``--prefer_tflite_model``); the others drop it, which halves their size. ::
+
+    .venv/bin/python scripts/rebuild_tflite_only_versions.py --model_base_path saved_models \\
+        --keep_tflite sst2_bert/3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+
+def tflite_only_versions(base: pathlib.Path) -> list[pathlib.Path]:
+    from llmos_tf.serving.servable import read_signature_defs
+
+    found = []
+    for version in sorted(base.glob("*/[0-9]*")):
+        if (version / "model.tflite").is_file() and "serving_default" not in read_signature_defs(version):
+            found.append(version)
+    return found
+
+
+def folder_mb(path: pathlib.Path, exclude: tuple[str, ...] = ()) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name not in exclude) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_base_path", default="saved_models")
+    parser.add_argument("--keep_tflite", nargs="*", default=[], metavar="NAME/VERSION")
+    parser.add_argument("--only", nargs="*", default=None, metavar="NAME/VERSION", help="rebuild just these")
+    parser.add_argument("--work_dir", help="where recovered run folders go (default: a temporary folder)")
+    parser.add_argument("--no_score", action="store_true", help="skip scoring on the validation data")
+    args = parser.parse_args(argv)
+
+    from llmos_tf.compression.pipeline import _serving_function, score, validation_set
+    from llmos_tf.compression.run_data import load_trained
+    from llmos_tf.compression.tflite_recovery import recover_run
+    from llmos_tf.export.layout import staged_version
+    from llmos_tf.export.writer import TFLITE_FILE, export_model
+    from llmos_tf.training.trained_tagger import TrainedTagger
+
+    base = pathlib.Path(args.model_base_path)
+    work = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix="llmos-rebuild-"))
+    rows = []
+    for version_dir in tflite_only_versions(base):
+        key = f"{version_dir.parent.name}/{version_dir.name}"
+        if args.only is not None and key not in args.only:
+            continue
+        print(f"{key}: recovering the run from {TFLITE_FILE} ...", flush=True)
+        run_dir = work / key.replace("/", "_")
+        facts = recover_run(version_dir, run_dir)
+        run = load_trained(run_dir)
+        old_card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
+        tflite = (version_dir / TFLITE_FILE).read_bytes()
+        staging = work / "export"
+        shutil.rmtree(staging, ignore_errors=True)
+        compression = {**old_card.get("compression", {}), "savedmodel_weights": "int8"}
+        staged = export_model(run, run.model, staging, version_dir.parent.name, version=int(version_dir.name),
+                              compression=compression, tflite=tflite if key in args.keep_tflite else None, weights="int8",
+                              command="python scripts/rebuild_tflite_only_versions.py " + " ".join(sys.argv[1:]))
+        card = json.loads((staged / "assets" / "llmos.json").read_text(encoding="utf-8"))
+        for field in ("training_command", "export_command", "run", "created_at", "version_labels", "metrics", "data",
+                      "data_fingerprint", "parameters"):
+            if field in old_card:
+                card[field] = old_card[field]
+        card["rebuilt"] = {"from": "model.tflite of the TFLite-only version", "command": card.pop("export_command", None),
+                           **facts, "tflite_kept": key in args.keep_tflite}
+        card["export_command"] = old_card.get("export_command")
+        row = {"version": key, "card": None, "tflite": None, "savedmodel": None}
+        if not args.no_score:
+            try:
+                data = validation_set(run)
+                tagger = isinstance(run, TrainedTagger)
+                metric = "entity_f1" if tagger else "accuracy"
+                row["card"] = old_card.get("metrics", {}).get("validation", {}).get(metric)
+                row["tflite"] = score(tagger, _serving_function(version_dir, tflite=True), data)
+                row["savedmodel"] = score(tagger, _serving_function(staged, tflite=False), data)
+                card["rebuilt"].update({"metric": metric, "examples": len(data.texts), "tflite_metric": row["tflite"],
+                                        "savedmodel_metric": row["savedmodel"]})
+            except Exception as err:  # data files absent on this machine: rebuild without scores
+                print(f"{key}: not scored ({err})", file=sys.stderr)
+        (staged / "assets" / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+        with staged_version(version_dir.parent, version_dir, force=True) as tmp:
+            shutil.copytree(staged, tmp, dirs_exist_ok=True)
+        row["mb"] = folder_mb(version_dir)
+        rows.append(row)
+        print(f"{key}: rebuilt ({row['mb']:.1f} MB)", flush=True)
+    print(f"\n{'version':18s} {'card':>7s} {'tflite':>7s} {'savedmodel':>10s} {'MB':>6s}")
+    for r in rows:
+        fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
+        print(f"{r['version']:18s} {fmt(r['card']):>7s} {fmt(r['tflite']):>7s} {fmt(r['savedmodel']):>10s} {r['mb']:6.1f}")
+    print(f"{base}: {folder_mb(base):.1f} MB in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
