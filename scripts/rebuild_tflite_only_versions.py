@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_base_path", default="saved_models")
     parser.add_argument("--keep_tflite", nargs="*", default=[], metavar="NAME/VERSION")
+    parser.add_argument("--embedding_bits", type=int, choices=(8, 4), default=8,
+                        help="bits per value of vocabulary tables in the SavedModel (4: a float16 scale per 64 values)")
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME/VERSION", help="rebuild just these")
     parser.add_argument("--work_dir", help="where recovered run folders go (default: a temporary folder)")
     parser.add_argument("--no_score", action="store_true", help="skip scoring on the validation data")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         compression = {**old_card.get("compression", {}), "savedmodel_weights": "int8"}
         staged = export_model(run, run.model, staging, version_dir.parent.name, version=int(version_dir.name),
                               compression=compression, tflite=tflite if key in args.keep_tflite else None, weights="int8",
-                              command="python scripts/rebuild_tflite_only_versions.py " + " ".join(sys.argv[1:]))
+                              embedding_bits=args.embedding_bits, command="python scripts/rebuild_tflite_only_versions.py " + " ".join(sys.argv[1:]))
         card = json.loads((staged / "assets" / "llmos.json").read_text(encoding="utf-8"))
         for field in ("training_command", "export_command", "run", "created_at", "version_labels", "metrics", "data",
                       "data_fingerprint", "parameters"):

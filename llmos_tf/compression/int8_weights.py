@@ -38,6 +38,9 @@ from llmos_tf._tf import tf, tf_keras
 
 MIN_ELEMENTS = 1024  # TFLite's dynamic-range threshold: smaller tensors (biases, norms) stay float
 WEIGHT_DTYPES = ("int8", "float16")
+EMBEDDING_BITS = (8, 4)
+INT4_MIN_ROWS = 4096  # 4-bit goes to vocabulary tables only; position tables stay int8
+INT4_GROUP = 64  # 4-bit tables: one float16 scale per 64 values of a row (as in GPTQ/AWQ-style group quantization)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,32 @@ def quantize_symmetric(weights: np.ndarray, reduce_axes: tuple[int, ...]) -> tup
     return q, scale
 
 
+def quantize_int4_rows(table: np.ndarray, group: int = INT4_GROUP) -> tuple[np.ndarray, np.ndarray]:
+    """A ``[rows, dim]`` table as packed 4-bit values (two per byte, ``[rows, dim/2]`` uint8) and float16
+    scales per ``group`` values of a row (``[rows, dim/group]``). Levels -7..7 (stored +8): 0.0 stays 0."""
+    table = np.asarray(table, np.float32)
+    rows, dim = table.shape
+    if dim % group or group % 2:
+        raise ValueError(f"4-bit tables need a width divisible by {group}; got {dim}")
+    grouped = table.reshape(rows, dim // group, group)
+    peak = np.max(np.abs(grouped), axis=-1, keepdims=True)
+    scale = np.where(peak > 0, peak / 7.0, 1.0).astype(np.float16)
+    q = (np.clip(np.rint(grouped / scale.astype(np.float32)), -7, 7).astype(np.int16) + 8).reshape(rows, dim)
+    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
+    return packed, scale.reshape(rows, dim // group)
+
+
+def dequantize_int4_rows(packed: tf.Tensor, scale: tf.Tensor, group: int = INT4_GROUP) -> tf.Tensor:
+    """Inverse of :func:`quantize_int4_rows` on gathered rows (any leading shape), with core TF ops only."""
+    values = tf.cast(packed, tf.int32)
+    low, high = tf.bitwise.bitwise_and(values, 15), tf.bitwise.right_shift(values, 4)
+    shape = tf.shape(values)
+    dim = packed.shape[-1] * 2
+    q = tf.reshape(tf.stack([low, high], axis=-1), tf.concat([shape[:-1], [dim]], 0)) - 8
+    scales = tf.repeat(tf.cast(scale, tf.float32), group, axis=-1)
+    return tf.cast(q, tf.float32) * scales
+
+
 class QuantizedModel(tf.Module):
     """A tf_keras model whose large weights are stored int8 (or float16) and dequantized in the graph.
 
@@ -106,11 +135,15 @@ class QuantizedModel(tf.Module):
     Use it where a SavedModel needs the model (e.g. as ``model`` of a serving module).
     """
 
-    def __init__(self, model: tf_keras.Model, weight_dtype: str = "int8", min_elements: int = MIN_ELEMENTS, name: str | None = None):
+    def __init__(self, model: tf_keras.Model, weight_dtype: str = "int8", min_elements: int = MIN_ELEMENTS,
+                 embedding_bits: int = 8, name: str | None = None):
         super().__init__(name=name or f"{weight_dtype}_{model.name}")
         if weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {weight_dtype!r}")
+        if embedding_bits not in EMBEDDING_BITS or (embedding_bits == 4 and weight_dtype != "int8"):
+            raise ValueError(f"embedding_bits: 8, or 4 with int8 weights; got {embedding_bits}")
         self.weight_dtype = weight_dtype
+        self.embedding_bits = embedding_bits
         self._keras_call = model.__call__  # a bound method: not tracked, so the float copies are not saved
         self._model_name = model.name
         self._targets = _targets(model, min_elements)
@@ -118,7 +151,11 @@ class QuantizedModel(tf.Module):
         for target in self._targets:
             value = target.variable.numpy()
             base = target.variable.name.split(":")[0]
-            if weight_dtype == "int8":
+            if target.rows and embedding_bits == 4 and value.shape[0] >= INT4_MIN_ROWS and value.shape[-1] % INT4_GROUP == 0:
+                q, scale = quantize_int4_rows(value)
+                compact.append(tf.Variable(q, trainable=False, name=f"{base}_int4"))
+                scales.append(tf.Variable(scale, trainable=False, name=f"{base}_int4_scale"))
+            elif weight_dtype == "int8":
                 q, scale = quantize_symmetric(value, target.reduce_axes)
                 compact.append(tf.Variable(q, trainable=False, name=f"{base}_int8"))
                 scales.append(tf.Variable(scale, trainable=False, name=f"{base}_scale"))
@@ -139,6 +176,8 @@ class QuantizedModel(tf.Module):
         if ids is not None:
             values = tf.gather(values, ids)
             scale = tf.gather(scale, ids) if scale is not None else None
+        if values.dtype == tf.uint8:  # packed 4-bit rows
+            return dequantize_int4_rows(values, scale)
         out = tf.cast(values, tf.float32)
         return out * scale if scale is not None else out
 
@@ -183,12 +222,13 @@ class QuantizedModel(tf.Module):
     def summary(self) -> dict[str, Any]:
         """Bytes by storage type and the quantized weights' names (for the model card)."""
         compact = sum(int(np.prod(v.shape)) * v.dtype.size for v in self.compact_weights)
-        scales = sum(int(np.prod(v.shape)) * 4 for v in self.scales)
+        scales = sum(int(np.prod(v.shape)) * v.dtype.size for v in self.scales)
         floats = sum(int(np.prod(v.shape)) * v.dtype.size for v in self.float_weights)
         return {
             "weight_dtype": self.weight_dtype,
             "quantized_weights": [t.variable.name for t in self._targets],
-            "scheme": "symmetric, per output channel (per row for embedding tables)" if self.weight_dtype == "int8" else "float16 storage",
+            "scheme": ("symmetric, per output channel (per row for embedding tables)" if self.weight_dtype == "int8" else "float16 storage")
+            + (f"; embedding tables 4-bit, a float16 scale per {INT4_GROUP} values" if self.embedding_bits == 4 else ""),
             f"{self.weight_dtype}_bytes": compact,
             "scale_bytes": scales,
             "float32_bytes": floats,

@@ -105,13 +105,14 @@ WEIGHT_FORMATS = ("float32", "int8", "float16")
 
 def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,
                  compression: dict[str, Any] | None = None, tflite: bytes | None = None, weights: str = "float32",
-                 force: bool = False, command: str | None = None) -> pathlib.Path:
+                 embedding_bits: int = 8, force: bool = False, command: str | None = None) -> pathlib.Path:
     """Export a (compressed) ``model`` of a loaded run as ``<base>/<name>/<version>``; returns the folder.
 
     The SavedModel has the run's ``serving_default`` around ``model`` plus the
     ``preprocess``/``postprocess`` signatures. ``weights="int8"`` (or ``"float16"``)
     stores the large kernels compactly inside the SavedModel and dequantizes them
-    in the graph (:class:`~llmos_tf.compression.int8_weights.QuantizedModel`), so
+    in the graph (:class:`~llmos_tf.compression.int8_weights.QuantizedModel`; ``embedding_bits=4``
+    packs vocabulary tables at 4 bits with a scale per 64 values), so
     the stock ``tensorflow_model_server`` serves the small version as it is.
     ``tflite`` bytes go to ``model.tflite`` beside it (TF Serving's
     ``--prefer_tflite_model`` name), an extra, never the only copy. Written to a
@@ -126,7 +127,7 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
     if weights != "float32":
         from llmos_tf.compression.int8_weights import QuantizedModel
 
-        model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights)
+        model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights, embedding_bits=embedding_bits)
         stored = model.summary()
         stored.pop("quantized_weights", None)
     module = serving_module(run, model)

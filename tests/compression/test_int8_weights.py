@@ -88,3 +88,36 @@ def test_int8_export_is_small_keeps_zeros_and_agrees_with_float(tiny_run, pruned
     assert agree >= 0.98, f"int8 SavedModel agrees with the float model on {agree:.1%} of {len(texts)} texts"
     card = json.loads((int8_dir / "assets" / "llmos.json").read_text())
     assert card["savedmodel_weights"]["weight_dtype"] == "int8"
+
+
+def test_int4_rows_pack_two_values_per_byte_and_keep_zeros():
+    from llmos_tf._tf import tf
+    from llmos_tf.compression.int8_weights import dequantize_int4_rows, quantize_int4_rows
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(10, 128)).astype(np.float32)
+    table[3, :70] = 0.0
+    packed, scale = quantize_int4_rows(table)
+    assert packed.dtype == np.uint8 and packed.shape == (10, 64) and scale.shape == (10, 2) and scale.dtype == np.float16
+    rows = tf.gather(packed, [[3, 0], [9, 9]])
+    back = dequantize_int4_rows(rows, tf.gather(scale, [[3, 0], [9, 9]])).numpy()
+    assert back.shape == (2, 2, 128)
+    assert np.all(back[0, 0, :70] == 0.0)
+    step = np.abs(table[0].reshape(2, 64)).max(axis=1).repeat(64) / 7
+    assert np.all(np.abs(back[0, 1] - table[0]) <= step / 2 + 1e-3)
+
+
+def test_quantized_model_with_4bit_vocabulary_table(tmp_path):
+    from llmos_tf._tf import tf
+    from llmos_tf.compression.int8_weights import QuantizedModel
+
+    from llmos_tf.models.bert import BertEncoder
+    from llmos_tf.models.heads import build_sentence_classifier
+
+    encoder = BertEncoder(vocabulary_size=5000, num_layers=1, hidden_dim=64, num_heads=2, intermediate_dim=64, max_sequence_length=16)
+    model = build_sentence_classifier(encoder, 3, pooling="mean", dropout=0.0)
+    inputs, _ = bert_batch(vocabulary_size=5000, length=12)
+    quantized = QuantizedModel(model, embedding_bits=4)
+    dtypes = {v.name.split(":")[0].split("/")[-1]: v.dtype for v in quantized.compact_weights}
+    assert any(d == tf.uint8 for d in dtypes.values()), dtypes  # the 5000-row table is packed 4-bit
+    np.testing.assert_allclose(quantized(inputs).numpy(), model(inputs, training=False).numpy(), atol=0.05)
