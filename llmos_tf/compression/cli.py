@@ -9,25 +9,37 @@ import textwrap
 def add_compress_parser(sub) -> None:
     p = sub.add_parser(
         "compress",
-        help="prune and quantize a trained run (TF-MOT, TFLite) and serve the variants as versions",
+        help="prune and quantize a trained run (TF-MOT, TFLite); publish the variants that keep the metric as versions",
         description="Build compressed variants of a finished run (TF-MOT magnitude pruning while fine-tuning, TFLite "
         "post-training quantization, quantization-aware training), measure each through its string-in serving "
-        "signature (accuracy or entity F1, sparsity, size raw and gzipped, p50 latency at batch 1, throughput at "
-        "batch 32) and publish them as new versions of <model_base_path>/<name>/ with version labels.",
+        "signature (accuracy or entity F1, sparsity, SavedModel and model.tflite sizes raw and gzipped, p50 latency "
+        "at batch 1, throughput at batch 32) and, with --model_base_path, publish those within --max_drop of the "
+        "dense model as new versions of <model_base_path>/<name>/ with version labels. Without --model_base_path "
+        "nothing is published: the variants stay staged in <report_dir>/variants/.",
         epilog=textwrap.dedent(
             """\
             examples:
               llmos compress --run runs/sample_bilstm --prune --target_sparsity 0.8 --report
+                  (measures only: the variants stay staged in runs/sample_bilstm/compression/variants/)
               llmos compress --run runs/sst2_bert --prune --target_sparsity 0.5 --quantize dynamic int8 \\
-                  --model_base_path saved_models --name sst2_bert --publish compressed --tflite_only --report
-              llmos compress --run runs/sst2_bert --target_sparsity 0.8 --epochs 2 --distill_alpha 0.2 --tflite_only --report
+                  --model_base_path saved_models --name sst2_bert --publish compressed --max_drop 0.01 --report
+              llmos compress --run runs/sst2_bert --target_sparsity 0.8 --epochs 2 --distill_alpha 0.2 --report
               llmos compress --run runs/sample_bilstm --no-prune --quantize float16 --qat
 
+            what clients get by default never silently gets worse:
+              - nothing is written to a model base path unless --model_base_path is given;
+              - a variant whose metric drop exceeds --max_drop (e.g. 0.01 = 1 point of accuracy) is never
+                published; it stays staged in <report_dir>/variants/<name>/<n>/ and the output and the report
+                (report.json, report.md) say so, with its drop;
+              - the smallest variant within --max_drop gets the label 'compressed' and is published LAST, so it
+                is the highest version: what TF Serving answers when a request names no version or label;
+              - if no variant is within --max_drop, nothing is published; the message names the smallest drop,
+                and running again with a larger --max_drop accepts it (the pruned model is cached).
+
             labels: each published version gets its variant's name as a version label (pruned, pruned_dynamic,
-            ...) and the smallest variant within --max_drop of the dense metric also gets 'compressed'; they are
-            written to <model_base_path>/models.config, so:
-              llmos serve --model_config_file saved_models/models.config --prefer_tflite_model
-            and clients ask for version_label "compressed".
+            ...) and the chosen one also 'compressed'; they are written to <model_base_path>/models.config, so:
+              llmos serve --model_config_file saved_models/models.config
+            and clients ask for version_label "compressed" (or no version at all).
             """
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -49,12 +61,19 @@ def add_compress_parser(sub) -> None:
                    help="the dense model teaches its pruned copy: ALPHA weighs the gold labels, 1 - ALPHA its soft targets "
                    "(e.g. 0.5; default: gold labels only)")
     p.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of --distill_alpha's soft targets (default 2)")
-    p.add_argument("--model_base_path", default="saved_models", help="where variants are published (default: saved_models)")
+    p.add_argument("--model_base_path", default=None,
+                   help="TF Serving model base path to publish to, e.g. saved_models (default: none, nothing is published; "
+                   "the variants stay staged in <report_dir>/variants/)")
     p.add_argument("--name", help="model name under the base path (default: the run's name)")
     p.add_argument("--publish", choices=("all", "compressed", "none"), default="all",
-                   help="which variants become versions: all (default), only the one labelled compressed, none")
-    p.add_argument("--tflite_only", action="store_true", help="TFLite versions carry no float weights (smaller; serve with --prefer_tflite_model)")
-    p.add_argument("--max_drop", type=float, default=0.01, help="largest metric drop for the 'compressed' label (default 0.01)")
+                   help="which variants within --max_drop become versions under --model_base_path: all (default; the one "
+                   "labelled compressed last, so it is the highest version), compressed (only that one), none")
+    p.add_argument("--tflite_only", action="store_true",
+                   help="ignored (kept so old commands run): every version holds a SavedModel the stock server loads, "
+                   "with model.tflite beside it for quantized variants")
+    p.add_argument("--max_drop", type=float, default=0.01,
+                   help="largest drop of the metric below the dense model's (absolute: 0.01 = 1 point) a variant may have to "
+                   "be published or labelled compressed; variants beyond it stay staged (default 0.01)")
     p.add_argument("--max_eval_examples", type=int, default=2000, help="cap on validation examples used to score variants (default 2000)")
     p.add_argument("--report", action="store_true", help="print the report table (it is always saved, to --report_dir)")
     p.add_argument("--report_dir", help="where report.json, report.md, the staged variants and TensorBoard logs go (default: <run>/compression)")
@@ -77,12 +96,12 @@ def _cmd_compress(args) -> int:
     )
     if args.report:
         print()
-        print(report.to_text())
+        print(report.to_text())  # ends with the publishing sentences
     published = [r for r in report.rows if r.version is not None]
     if published:
         print()
         print(f"published {len(published)} version(s) of {args.model_base_path}/{report.model_name}; serve them with:")
-        print(f"  llmos serve --model_config_file {args.model_base_path}/models.config --prefer_tflite_model")
+        print(f"  llmos serve --model_config_file {args.model_base_path}/models.config")
     return 0
 
 
@@ -93,16 +112,17 @@ def add_distill_parser(sub) -> None:
         description="Knowledge distillation as in Tang et al. 2019: the teacher labels the student's training texts "
         "(and, with --augment, masked / word-swapped / n-gram-sampled copies of them); the student learns from "
         "alpha * cross-entropy on the gold labels + (1 - alpha) * the distillation loss (KL on temperature-softened "
-        "outputs, times T^2, or MSE between centred logits). The result is a normal run folder.",
+        "outputs, times T^2, or MSE between centred logits). The result is a normal run folder under the student "
+        "config's output_dir; nothing is written to a model base path (publish it with llmos export --model_base_path).",
         epilog=textwrap.dedent(
             """\
             examples:
               llmos distill --teacher runs/sst2_bert --student configs/sst2_bilstm.yaml --set name=sst2_distilled
               llmos distill --teacher exports/sst2_bert/1 --student configs/sst2_bilstm.yaml --loss mse --alpha 0 --augment 2
-                  (an exported version works as teacher when it holds float weights, i.e. not --tflite_only)
-            then, as for any run:
+                  (an exported version folder works as teacher too)
+            then, as for any run (distill itself publishes nothing; export does, where you point it):
               llmos evaluate --model runs/sst2_distilled --data ../shared/data/sst2/dev.tsv
-              llmos export --run runs/sst2_distilled --name sst2_bert --label distilled
+              llmos export --run runs/sst2_distilled --model_base_path saved_models --name sst2_bert --label distilled
             """
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

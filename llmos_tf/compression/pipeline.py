@@ -14,19 +14,31 @@ same string-in signature, then measures every one *through that signature*
 * ``qat_int8`` / ``pruned_qat_int8``: quantization-aware training (sparsity-
   preserving after pruning), converted to an int8 TFLite model.
 
-Variants are staged under ``<run>/compression/variants/`` and the chosen ones
-are published as new versions of ``<model_base_path>/<name>/`` with version
-labels (the variant name, plus ``compressed`` on the smallest variant whose
-metric stays within ``max_drop`` of the dense model), recorded in
-``<model_base_path>/models.config`` so ``llmos serve --model_config_file`` routes
-labels to them. The report goes to the console, ``report.json``/``report.md``,
-every published model card and TensorBoard.
+Variants are staged under ``<report_dir>/variants/`` (``<run>/compression`` by
+default). What clients get by default never silently gets worse:
+
+* nothing is published unless ``model_base_path`` is given;
+* a variant whose metric drop exceeds ``max_drop`` is never published: it stays
+  staged, and the console and the report say so (variant, drop, path);
+* among the others, ``compressed`` labels the smallest (gzipped bytes a server
+  loads by default); ``publish="all"`` publishes them all with it LAST, so it is
+  the highest version, which TF Serving answers for unlabelled requests;
+  ``publish="compressed"`` publishes only it, ``"none"`` nothing;
+* if no variant is within ``max_drop``, nothing is published and the message
+  names the smallest drop, i.e. the ``max_drop`` that would accept it.
+
+Published variants become new versions of ``<model_base_path>/<name>/`` with
+version labels (the variant name, plus ``compressed``) recorded in
+``<model_base_path>/models.config`` so ``llmos serve --model_config_file``
+routes labels to them. The report goes to the console, ``report.json`` /
+``report.md``, every published model card and TensorBoard.
 
 Example::
 
     report = compress("runs/sample_bilstm", target_sparsity=0.8, quantize=("dynamic", "int8"),
-                      model_base_path="saved_models", name="sample")
+                      model_base_path="saved_models", name="sample", max_drop=0.01)
     report.to_frame()
+    report.publishing   # what was published or held back, and why
 """
 from __future__ import annotations
 
@@ -39,7 +51,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from llmos_tf.compression.measure import file_sizes, measure_speed
+from llmos_tf.compression.measure import SizeFigures, file_sizes, measure_speed
 from llmos_tf.compression.report import CompressionReport, VariantRow
 from llmos_tf.errors import ConfigError, RunError
 from llmos_tf.export.writer import TFLITE_FILE
@@ -223,12 +235,22 @@ def _export_variant(run, variant: Variant, base: pathlib.Path, name: str, *, tfl
                         tflite_only=bool(tflite_only and variant.tflite), command=command)
 
 
+DROP_TOLERANCE = 1e-9  # 0.90 - 0.89 is 0.01000000000000001 in floating point; that is still a drop of 0.01
+
+
+def within_drop(row: VariantRow, max_drop: float) -> bool:
+    """Whether a variant's metric is at most ``max_drop`` below the dense model's (``row.delta`` is metric − dense)."""
+    return row.drop <= max_drop + DROP_TOLERANCE
+
+
 def _choose_compressed(report: CompressionReport, max_drop: float) -> VariantRow | None:
-    dense = report.dense
-    candidates = [r for r in report.rows if r.variant != "dense" and dense is not None and dense.metric - r.metric <= max_drop]
+    """The variant labelled ``compressed``: the smallest (gzipped bytes a server loads by default) within ``max_drop``."""
+    if report.dense is None:
+        return None
+    candidates = [r for r in report.rows if r.variant != "dense" and within_drop(r, max_drop)]
     if not candidates:
         return None
-    return min(candidates, key=lambda r: (r.gzip_bytes, -r.metric))
+    return min(candidates, key=lambda r: (r.served_gzip_bytes, -r.metric, r.tflite_gzip_bytes or 0))
 
 
 def _publish(staged: pathlib.Path, row: VariantRow, model_base_path: pathlib.Path, name: str, labels: list[str],
@@ -252,6 +274,91 @@ def _publish(staged: pathlib.Path, row: VariantRow, model_base_path: pathlib.Pat
     return version
 
 
+def _points(drop: float) -> str:
+    """A metric drop in points for messages: 0.028 → "2.8 points"."""
+    return f"{drop * 100:.1f} points"
+
+
+def _publication_plan(report: CompressionReport, max_drop: float, publish: str) -> tuple[VariantRow | None, list[VariantRow], list[VariantRow]]:
+    """(chosen, to publish in this order, held back). The chosen variant is last, so it gets the highest version."""
+    chosen = _choose_compressed(report, max_drop)
+    variants = [r for r in report.rows if r.variant != "dense"]
+    held_back = [r for r in variants if report.dense is None or not within_drop(r, max_drop)]
+    if publish == "all":
+        order = [r for r in variants if r not in held_back and r is not chosen] + ([chosen] if chosen is not None else [])
+    elif publish == "compressed":
+        order = [chosen] if chosen is not None else []
+    else:
+        order = []
+    return chosen, order, held_back
+
+
+def publish_variants(report: CompressionReport, staged: dict[str, pathlib.Path], *, max_drop: float, publish: str,
+                     model_base_path: str | pathlib.Path | None, name: str, say: Callable[[str], None] = print) -> list[VariantRow]:
+    """Apply the publishing policy (module docstring) to a measured report; returns the published rows in version order.
+
+    Fills each row's ``status``, ``staged_path``, ``version`` and ``label``, and ``report.publishing``
+    with what was done and why (each sentence also goes to ``say``)."""
+    report.max_drop = max_drop
+    report.model_base_path = str(model_base_path) if model_base_path is not None else None
+    for row in report.rows:
+        row.staged_path = str(staged[row.variant]) if row.variant in staged else None
+        row.status = "reference" if row.variant == "dense" else "staged"
+    chosen, order, held_back = _publication_plan(report, max_drop, publish)
+    dense = report.dense
+    variants = [r for r in report.rows if r.variant != "dense"]
+    staging_dir = next(iter(staged.values())).parent if staged else None
+    notes: list[str] = []
+    for row in held_back:
+        row.status = "held back"
+        notes.append(f"held back {row.variant}: its {report.metric} is {_points(row.drop)} below the dense model's, more than "
+                     f"--max_drop {max_drop:g}; it is not published and stays staged in {row.staged_path}")
+    if not variants:
+        notes.append("nothing to publish: only the dense model was measured")
+    elif chosen is None:
+        if dense is None:
+            notes.append("nothing published: there is no dense row to measure the drop against")
+        else:
+            best = min(variants, key=lambda r: r.drop)
+            notes.append(
+                f"nothing published: no variant is within --max_drop {max_drop:g} of the dense {report.metric} {dense.metric:.4f} "
+                f"(the smallest drop is {best.variant}'s, {_points(best.drop)}), so what clients get stays as it is. "
+                f"To accept a bigger drop, run again with --max_drop {_round_up(best.drop):g}"
+                f"{' and --model_base_path' if model_base_path is None else ''} (the pruned model is cached)"
+            )
+    elif model_base_path is None:
+        ready = ", ".join(f"{r.variant}{' (compressed)' if r is chosen else ''}" for r in variants if r not in held_back)
+        notes.append(f"nothing published: no --model_base_path given; the variants stay staged in {staging_dir} "
+                     f"(within --max_drop {max_drop:g}: {ready}); to publish, run again with --model_base_path, e.g. saved_models")
+    elif not order:  # --publish none
+        notes.append(f"nothing published (--publish none); the variants stay staged in {staging_dir}")
+    published: list[VariantRow] = []
+    if model_base_path is not None and chosen is not None:
+        for row in order:
+            is_chosen = row is chosen
+            labels = [row.variant] + (["compressed"] if is_chosen else [])
+            row.version = _publish(staged[row.variant], row, pathlib.Path(model_base_path), name, labels, report)
+            row.label = "compressed" if is_chosen else row.variant
+            row.status = "published"
+            published.append(row)
+    if published:
+        listing = ", ".join(f"{r.variant} → {r.version}" for r in published)
+        drop = f"{_points(chosen.drop)} below dense" if chosen.drop > DROP_TOLERANCE else "no drop"
+        notes.append(f"published as versions of {pathlib.Path(model_base_path) / name}: {listing}; {chosen.variant} ({drop}) "
+                     f"carries the label 'compressed' and is the highest version, which unlabelled requests get")
+    report.publishing = notes
+    for line in notes:
+        say(line)
+    return published
+
+
+def _round_up(drop: float) -> float:
+    """The smallest ``--max_drop`` with 3 decimals that accepts ``drop``."""
+    import math
+
+    return max(0.0, math.ceil(round(drop * 1000, 6)) / 1000)
+
+
 def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity: float = 0.8, structured_2_4: bool = False,
              prune_embeddings: bool = True, quantize: Sequence[str] = ("dynamic",), qat: bool = False, epochs: int = 1,
              steps_per_epoch: int | None = None, learning_rate: float | None = None, distill_alpha: float | None = None,
@@ -265,6 +372,9 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
     from llmos_tf.training.trained_tagger import TrainedTagger
 
     _check_options(target_sparsity, quantize, publish, max_drop)
+    if tflite_only:
+        say("--tflite_only is ignored: every version folder holds a SavedModel (int8 weights for quantized variants) "
+            "and model.tflite beside it, so the stock tensorflow_model_server serves it")
     run = load_trained(run_dir)
     run_dir = pathlib.Path(run_dir)
     name = check_model_name(name or run.config.name)
@@ -282,29 +392,37 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
     staged: dict[str, pathlib.Path] = {}
     for variant in variants:
         say(f"exporting and measuring {variant.name} ...")
-        path = _export_variant(run, variant, staging, name, tflite_only=tflite_only, command=command)
+        path = _export_variant(run, variant, staging, name, command=command)
         staged[variant.name] = path
         predict = _serving_function(path, tflite=variant.tflite is not None)
         metric = score(is_tagger, predict, data)
-        sizes = file_sizes(path / TFLITE_FILE) if variant.tflite is not None else file_sizes(path, exclude=("assets", "assets.extra"))
+        savedmodel, tflite = version_sizes(path)
         speed = measure_speed(predict, data.texts[:64] or ["hello"])
         report.add(VariantRow(
-            variant=variant.name, metric=metric, sparsity=float(variant.sparsity or 0.0), size_bytes=sizes.raw_bytes,
-            gzip_bytes=sizes.gzip_bytes, p50_ms_batch1=speed.p50_ms_batch1, throughput_batch32=speed.throughput_batch32,
-            format="tflite" if variant.tflite is not None else "savedmodel", details=variant.details or {},
+            variant=variant.name, metric=metric, sparsity=float(variant.sparsity or 0.0), size_bytes=savedmodel.raw_bytes,
+            gzip_bytes=savedmodel.gzip_bytes, tflite_bytes=tflite.raw_bytes if tflite else None,
+            tflite_gzip_bytes=tflite.gzip_bytes if tflite else None, p50_ms_batch1=speed.p50_ms_batch1,
+            throughput_batch32=speed.throughput_batch32, format=_format(path, variant), details=variant.details or {},
         ))
-    if publish != "none" and model_base_path is not None:
-        chosen = _choose_compressed(report, max_drop)
-        for row in report.rows:
-            if row.variant == "dense":
-                continue
-            is_chosen = chosen is not None and row.variant == chosen.variant
-            if publish == "compressed" and not is_chosen:
-                continue
-            labels = [row.variant] + (["compressed"] if is_chosen else [])
-            row.version = _publish(staged[row.variant], row, pathlib.Path(model_base_path), name, labels, report)
-            row.label = "compressed" if is_chosen else row.variant
+    publish_variants(report, staged, max_drop=max_drop, publish=publish, model_base_path=model_base_path, name=name, say=say)
     report.save(report_dir)
     report.log_to_tensorboard(report_dir / "tensorboard")
     say(f"compression finished in {time.time() - started:.0f} s; report: {report_dir / 'report.json'}")
     return report
+
+
+def version_sizes(version_dir: pathlib.Path) -> tuple[SizeFigures, SizeFigures | None]:
+    """(SavedModel, model.tflite) raw and gzipped bytes of a version folder; the SavedModel is the folder
+    without ``assets``, ``assets.extra`` and ``model.tflite``; ``None`` when there is no ``model.tflite``."""
+    version_dir = pathlib.Path(version_dir)
+    savedmodel = file_sizes(version_dir, exclude=("assets", "assets.extra", TFLITE_FILE))
+    tflite = file_sizes(version_dir / TFLITE_FILE) if (version_dir / TFLITE_FILE).is_file() else None
+    return savedmodel, tflite
+
+
+def _format(version_dir: pathlib.Path, variant: Variant) -> str:
+    """The model card's format ("savedmodel", "savedmodel+tflite" or "tflite"), else what the variant implies."""
+    try:
+        return str(json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))["format"])
+    except (OSError, ValueError, KeyError):
+        return "tflite" if variant.tflite is not None else "savedmodel"

@@ -18,13 +18,17 @@ def test_report_deltas_frame_text_and_round_trip(tmp_path):
     report = CompressionReport(run="runs/x", metric="accuracy", model_name="x")
     report.add(_row("dense", 0.90, 4_000_000))
     report.add(_row("pruned", 0.885, 4_000_000, sparsity=0.8))
-    report.add(_row("pruned_dynamic", 0.88, 1_000_000, sparsity=0.8, format="tflite"))
+    report.add(_row("pruned_dynamic", 0.88, 1_000_000, sparsity=0.8, format="savedmodel+tflite", tflite_bytes=800_000,
+                    tflite_gzip_bytes=500_000))
     assert report.row("pruned").delta == pytest.approx(-0.015)
     frame = report.to_frame()
     assert list(frame["variant"]) == ["dense", "pruned", "pruned_dynamic"]
-    assert "accuracy" in frame.columns and frame.shape == (3, 11)
+    assert "accuracy" in frame.columns and frame.shape == (3, 14)
+    # both sizes of what a version folder holds: its SavedModel and, when there is one, its model.tflite
+    assert frame["tflite_bytes"].tolist()[2] == 800_000 and frame["tflite_gzip_bytes"].isna().tolist() == [True, True, False]
     text = report.to_text()
     assert "pruned_dynamic" in text and "-0.0200" in text and "80.0%" in text
+    assert "SavedModel MB" in text and "TFLite gzip MB" in text and "0.80" in text and "0.50" in text
     assert "<table" in report._repr_html_()
     report.save(tmp_path)
     again = load_report(tmp_path / "report.json")
@@ -38,12 +42,15 @@ def test_report_logs_to_tensorboard(tmp_path):
     report = CompressionReport(run="runs/x", metric="entity_f1")
     report.add(_row("dense", 0.8, 100))
     report.add(_row("pruned", 0.7, 100, sparsity=0.5))
+    report.add(_row("pruned_dynamic", 0.7, 100, sparsity=0.5, tflite_bytes=40, tflite_gzip_bytes=30))
     report.log_to_tensorboard(tmp_path)
     acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
     acc.Reload()
     tags = acc.Tags()["tensors"]
     assert "compression/report" in tags
     assert "compression/pruned/entity_f1" in tags and "compression/pruned/sparsity" in tags
+    assert "compression/pruned/gzip_bytes" in tags and "compression/pruned/tflite_gzip_bytes" not in tags  # no .tflite
+    assert {"compression/pruned_dynamic/tflite_bytes", "compression/pruned_dynamic/tflite_gzip_bytes"} <= set(tags)
 
 
 def test_file_sizes_sees_zeros_compress(tmp_path):
@@ -85,3 +92,22 @@ def test_version_labels_written_to_models_config(tmp_path):
     assert models["ner"].labels == {"distilled": 1}
     with pytest.raises(ConfigError, match="invalid"):
         set_version_label(tmp_path, "sst2", "bad-label", 1)
+
+
+def test_version_sizes_split_savedmodel_and_tflite(tmp_path):
+    from llmos_tf.compression.pipeline import version_sizes
+
+    version = tmp_path / "3"
+    (version / "variables").mkdir(parents=True)
+    (version / "assets").mkdir()
+    (version / "assets.extra").mkdir()
+    (version / "saved_model.pb").write_bytes(b"g" * 100)
+    (version / "variables" / "variables.data-00000-of-00001").write_bytes(b"w" * 1000)
+    (version / "assets" / "llmos.json").write_bytes(b"{}" * 500)  # not the model: excluded
+    (version / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"r" * 700)
+    (version / "model.tflite").write_bytes(b"t" * 300)
+    savedmodel, tflite = version_sizes(version)
+    assert savedmodel.raw_bytes == 1100 and tflite.raw_bytes == 300
+    assert 0 < savedmodel.gzip_bytes < 1100 and 0 < tflite.gzip_bytes < 300
+    (version / "model.tflite").unlink()
+    assert version_sizes(version)[1] is None and version_sizes(version)[0].raw_bytes == 1100
