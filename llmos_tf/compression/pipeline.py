@@ -227,12 +227,21 @@ def _plain(obj) -> dict[str, Any]:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
 
 
-def _export_variant(run, variant: Variant, base: pathlib.Path, name: str, *, tflite_only: bool, command: str | None) -> pathlib.Path:
+def weight_format(variant: Variant) -> str:
+    """How a variant's SavedModel stores its weights: int8 for the int8 TFLite modes (dynamic, int8, QAT),
+    float16 for float16, float32 for the dense and pruned models."""
+    mode = (variant.details or {}).get("tflite_mode")
+    if variant.tflite is None:
+        return "float32"
+    return "float16" if mode == "float16" else "int8"
+
+
+def _export_variant(run, variant: Variant, base: pathlib.Path, name: str, *, command: str | None) -> pathlib.Path:
     from llmos_tf.export.writer import export_model
 
-    compression = {"method": variant.name, **(variant.details or {})}
+    compression = {"method": variant.name, "savedmodel_weights": weight_format(variant), **(variant.details or {})}
     return export_model(run, variant.model, base, name, compression=compression, tflite=variant.tflite,
-                        tflite_only=bool(tflite_only and variant.tflite), command=command)
+                        weights=weight_format(variant), command=command)
 
 
 DROP_TOLERANCE = 1e-9  # 0.90 - 0.89 is 0.01000000000000001 in floating point; that is still a drop of 0.01
@@ -394,10 +403,17 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
         say(f"exporting and measuring {variant.name} ...")
         path = _export_variant(run, variant, staging, name, command=command)
         staged[variant.name] = path
-        predict = _serving_function(path, tflite=variant.tflite is not None)
+        # the SavedModel is what every server loads by default (the stock one too): it is the variant's metric and speed
+        predict = _serving_function(path, tflite=False)
         metric = score(is_tagger, predict, data)
         savedmodel, tflite = version_sizes(path)
         speed = measure_speed(predict, data.texts[:64] or ["hello"])
+        if variant.tflite is not None:  # model.tflite beside it, for --prefer_tflite_model
+            tflite_predict = _serving_function(path, tflite=True)
+            tflite_speed = measure_speed(tflite_predict, data.texts[:64] or ["hello"])
+            variant.details = {**(variant.details or {}), "tflite_metric": score(is_tagger, tflite_predict, data),
+                               "tflite_p50_ms_batch1": tflite_speed.p50_ms_batch1,
+                               "tflite_throughput_batch32": tflite_speed.throughput_batch32}
         report.add(VariantRow(
             variant=variant.name, metric=metric, sparsity=float(variant.sparsity or 0.0), size_bytes=savedmodel.raw_bytes,
             gzip_bytes=savedmodel.gzip_bytes, tflite_bytes=tflite.raw_bytes if tflite else None,
