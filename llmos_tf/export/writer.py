@@ -85,7 +85,11 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     run = TrainedRun.load(run_dir)
 
-    module = ClassifierServingModule(run.tokenizer(), run.model, run.labels.names, run.max_length, features=run.architecture.features)
+    from llmos_tf.compression.int8_weights import QuantizedModel
+
+    # float32 weights without the Keras object graph (a 4x smaller saved_model.pb for LSTMs)
+    model = QuantizedModel(run.model, weight_dtype="float32")
+    module = ClassifierServingModule(run.tokenizer(), model, run.labels.names, run.max_length, features=run.architecture.features)
     with staged_version(model_dir, final_dir, force=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
         _verify(tmp, run)
@@ -123,13 +127,11 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
     if weights not in WEIGHT_FORMATS:
         raise RunError(f"weights: expected one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
-    stored = None
-    if weights != "float32":
-        from llmos_tf.compression.int8_weights import QuantizedModel
+    from llmos_tf.compression.int8_weights import QuantizedModel
 
-        model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights, embedding_bits=embedding_bits)
-        stored = model.summary()
-        stored.pop("quantized_weights", None)
+    model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights, embedding_bits=embedding_bits)
+    stored = model.summary()
+    stored.pop("quantized_weights", None)
     module = serving_module(run, model)
     with staged_version(model_dir, final_dir, force=force) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=module.signatures())
@@ -141,7 +143,7 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
         (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
         card = model_card(run, name, version, command, compression)
         card["format"] = "savedmodel+tflite" if tflite is not None else "savedmodel"
-        card["savedmodel_weights"] = stored or {"weight_dtype": "float32"}
+        card["savedmodel_weights"] = stored
         if getattr(run, "info", {}).get("task") == "ner":
             card.update(task="ner", signature="serving_default: text -> tags, token_count", max_length=run.max_length)
         (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Recover a run folder from a TFLite-only version: its weights read back out of ``model.tflite``.
+"""Recover a run folder from a published version: weights read back out of ``model.tflite`` or the SavedModel.
 
 Earlier releases published compressed versions whose weights lived only in
 ``model.tflite`` (``--tflite_only``): the stock ``tensorflow_model_server`` could
@@ -18,9 +18,15 @@ SavedModel with int8 weights (plus the same ``model.tflite``):
    inputs (tokenized by the version's own ``preprocess`` signature) before
    anything is written.
 
+:func:`recover_float_run` does the same for a float SavedModel version of a run trained from
+scratch: its vocabulary is learned again from the config's training data (the same seeded
+split and settings give the same vocabulary) and the weights come from the SavedModel's
+variables; the rebuilt model must answer exactly as the version's ``serving_default``.
+
 Example::
 
     recover_run("saved_models/sst2_bert/3", "runs/recovered/sst2_bert_3")
+    recover_float_run("saved_models/banking77_bilstm/1", "runs/recovered/banking77_bilstm_1")
 """
 from __future__ import annotations
 
@@ -216,13 +222,65 @@ def _check_against_tflite(model: tf_keras.Model, version_dir: pathlib.Path, text
     return float(difference.max())
 
 
+def _write_run(run_dir: pathlib.Path, cfg, vocabulary: list[str], labels: list[str], model, card: dict[str, Any],
+               facts: dict[str, Any], max_length: int) -> None:
+    from llmos_tf.config import dump_config
+    from llmos_tf.data.labels import LabelMap
+    from llmos_tf.training import artifacts
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text_atomic(run_dir / artifacts.CONFIG_FILE, dump_config(cfg))
+    artifacts.write_text_atomic(run_dir / artifacts.VOCAB_FILE, "\n".join(vocabulary) + "\n")
+    LabelMap(labels).save(run_dir / artifacts.LABELS_FILE)
+    info = {
+        "task": cfg.task, "architecture": cfg.architecture, "metrics": card.get("metrics", {}), "data": card.get("data", {}),
+        "parameters": card.get("parameters"), "command": card.get("training_command"), "recovered": facts,
+    }
+    if cfg.task == "ner":
+        info["max_length"] = max_length
+    artifacts.finish_run(run_dir, model, card.get("metrics", {}), info)
+
+
+def recover_float_run(version_dir: str | pathlib.Path, run_dir: str | pathlib.Path, *, configs_root: str | pathlib.Path = ".",
+                      texts: Sequence[str] = CHECK_TEXTS, tolerance: float = 1e-5) -> dict[str, Any]:
+    """Write a run folder for a float SavedModel version of a classifier trained from scratch (see module docstring)."""
+    from llmos_tf.data.labels import LabelMap
+    from llmos_tf.data.prepare import prepare_classification_data
+    from llmos_tf.models import registry
+    from llmos_tf.training.trained_run import TrainedRun
+
+    version_dir, run_dir = pathlib.Path(version_dir), pathlib.Path(run_dir)
+    card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
+    labels = [line for line in (version_dir / "assets" / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
+    cfg = config_from_card(card, pathlib.Path(configs_root))
+    model_cfg = registry.model_config(cfg.model)
+    arch = registry.get(cfg.architecture)
+    data = prepare_classification_data(cfg.data, cfg.seed)
+    vocabulary = arch.vocabulary(model_cfg, data.train["text"].tolist(), cfg.text)
+    max_length = int(card["encoder"]["max_length"])
+    model = _build_model(cfg, vocabulary, labels, max_length)
+    loaded = tf.saved_model.load(str(version_dir))
+    saved = {v.name: v for v in loaded.model.variables}
+    missing = [w.name for w in model.weights if w.name not in saved or saved[w.name].shape != w.shape]
+    if missing:
+        raise RunError(f"{version_dir}: the SavedModel has no variable for {', '.join(missing)}")
+    for weight in model.weights:
+        weight.assign(saved[weight.name])
+    run = TrainedRun(run_dir, cfg, model, vocabulary, LabelMap(labels), {})
+    expected = loaded.signatures["serving_default"](text=tf.constant(list(texts)))["probabilities"].numpy()
+    drift = float(np.abs(run.predict_proba(list(texts)) - expected).max())
+    if drift > tolerance:
+        raise RunError(f"{version_dir}: the rebuilt model differs from the SavedModel by up to {drift:.2e} "
+                       "(the vocabulary learned again is not the one the version was trained with)")
+    facts = {"from_savedmodel": str(version_dir), "max_abs_probability_difference": drift}
+    _write_run(run_dir, cfg, vocabulary, labels, model, card, facts, max_length)
+    return facts
+
+
 def recover_run(version_dir: str | pathlib.Path, run_dir: str | pathlib.Path, *, configs_root: str | pathlib.Path = ".",
                 texts: Sequence[str] = CHECK_TEXTS, tolerance: float = 0.05) -> dict[str, Any]:
     """Write a run folder for a TFLite-only version; returns facts (max |Δp| vs the TFLite model, missing weights)."""
-    from llmos_tf.config import dump_config
-    from llmos_tf.data.labels import LabelMap
     from llmos_tf.models import registry
-    from llmos_tf.training import artifacts
 
     version_dir, run_dir = pathlib.Path(version_dir), pathlib.Path(run_dir)
     card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
@@ -238,17 +296,7 @@ def recover_run(version_dir: str | pathlib.Path, run_dir: str | pathlib.Path, *,
     if drift > tolerance:
         raise RunError(f"{version_dir}: the rebuilt model differs from model.tflite by up to {drift:.3f} in probability "
                        f"(weights without a TFLite tensor: {', '.join(missing) or 'none'})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text_atomic(run_dir / artifacts.CONFIG_FILE, dump_config(cfg))
-    artifacts.write_text_atomic(run_dir / artifacts.VOCAB_FILE, "\n".join(vocabulary) + "\n")
-    LabelMap(labels).save(run_dir / artifacts.LABELS_FILE)
     facts = {"from_tflite": str(version_dir / "model.tflite"), "max_abs_probability_difference": drift,
              "weights_not_in_tflite": missing}
-    info = {
-        "task": cfg.task, "architecture": cfg.architecture, "metrics": card.get("metrics", {}), "data": card.get("data", {}),
-        "parameters": card.get("parameters"), "command": card.get("training_command"), "recovered": facts,
-    }
-    if cfg.task == "ner":
-        info["max_length"] = max_length
-    artifacts.finish_run(run_dir, model, card.get("metrics", {}), info)
+    _write_run(run_dir, cfg, vocabulary, labels, model, card, facts, max_length)
     return facts
