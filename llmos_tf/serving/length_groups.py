@@ -18,10 +18,12 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
-def length_groups(lengths: Sequence[int], call_cost: float, max_rows: int | None = None) -> list[list[int]]:
-    """Row indices grouped by length: minimizes ``Σ (rows · longest + call_cost)`` over cuts of the sorted rows.
+def length_groups(lengths: Sequence[int], call_cost: float, max_rows: int | None = None, step_cost: float = 0.0) -> list[list[int]]:
+    """Row indices grouped by length: minimizes ``Σ ((rows + step_cost) · longest + call_cost)`` over cuts of the sorted rows.
 
-    ``call_cost`` is the fixed cost of one model call, in padded tokens; ``max_rows`` caps a group."""
+    ``call_cost`` is the fixed cost of one model call, in padded tokens; ``step_cost`` the fixed cost of one
+    time step in rows (a recurrent model runs its steps one after another, whatever the batch: grouping
+    multiplies them); ``max_rows`` caps a group."""
     lengths = np.asarray(lengths, np.int64)
     n = len(lengths)
     if n <= 1:
@@ -34,7 +36,7 @@ def length_groups(lengths: Sequence[int], call_cost: float, max_rows: int | None
     cut = np.zeros(n + 1, np.int64)
     for end in range(1, n + 1):  # the group (start, end] is padded to ordered[end - 1]
         for start in range(max(0, end - limit), end):
-            cost = best[start] + (end - start) * ordered[end - 1] + call_cost
+            cost = best[start] + (end - start + step_cost) * ordered[end - 1] + call_cost
             if cost < best[end]:
                 best[end], cut[end] = cost, start
     groups: list[list[int]] = []

@@ -30,3 +30,10 @@ def test_merge_rows_restores_order_and_pads_string_tags():
     merged = merge_rows(parts, 3)
     assert merged["token_count"].tolist() == [1, 3, 1]
     assert merged["tags"].tolist() == [[b"O", b"", b""], [b"O", b"O", b"O"], [b"O", b"", b""]]
+
+
+def test_a_step_cost_keeps_recurrent_batches_whole_unless_lengths_differ_a_lot():
+    lengths = [10, 12, 14, 16, 18, 20, 22, 24]
+    assert len(length_groups(lengths, call_cost=4)) > 1
+    assert length_groups(lengths, call_cost=4, step_cost=32) == [list(range(8))]
+    assert len(length_groups([2] * 40 + [60] * 2, call_cost=4, step_cost=32)) == 2
