@@ -222,6 +222,13 @@ def _check_against_tflite(model: tf_keras.Model, version_dir: pathlib.Path, text
     return float(difference.max())
 
 
+def _version_facts(version_dir: pathlib.Path, configs_root: str | pathlib.Path):
+    """(model card, label names, run config) of a published version."""
+    card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
+    labels = [line for line in (version_dir / "assets" / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
+    return card, labels, config_from_card(card, pathlib.Path(configs_root))
+
+
 def _write_run(run_dir: pathlib.Path, cfg, vocabulary: list[str], labels: list[str], model, card: dict[str, Any],
                facts: dict[str, Any], max_length: int) -> None:
     from llmos_tf.config import dump_config
@@ -250,9 +257,7 @@ def recover_float_run(version_dir: str | pathlib.Path, run_dir: str | pathlib.Pa
     from llmos_tf.training.trained_run import TrainedRun
 
     version_dir, run_dir = pathlib.Path(version_dir), pathlib.Path(run_dir)
-    card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
-    labels = [line for line in (version_dir / "assets" / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
-    cfg = config_from_card(card, pathlib.Path(configs_root))
+    card, labels, cfg = _version_facts(version_dir, configs_root)
     model_cfg = registry.model_config(cfg.model)
     arch = registry.get(cfg.architecture)
     data = prepare_classification_data(cfg.data, cfg.seed)
@@ -283,9 +288,7 @@ def recover_run(version_dir: str | pathlib.Path, run_dir: str | pathlib.Path, *,
     from llmos_tf.models import registry
 
     version_dir, run_dir = pathlib.Path(version_dir), pathlib.Path(run_dir)
-    card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
-    labels = [line for line in (version_dir / "assets" / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
-    cfg = config_from_card(card, pathlib.Path(configs_root))
+    card, labels, cfg = _version_facts(version_dir, configs_root)
     model_cfg = registry.model_config(cfg.model)
     arch = registry.get(cfg.architecture)
     vocabulary = arch.vocabulary(model_cfg, [], cfg.text)
