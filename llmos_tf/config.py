@@ -14,7 +14,9 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -34,6 +36,7 @@ class DataConfig:
     format: str | None = None  # csv | tsv | jsonl | parquet | conll; None = from the extension
     text_column: str | None = None  # None = first of text, sentence
     label_column: str | None = None  # None = first of label, category
+    label_names: dict[str, str] | None = None  # label value -> name the model answers, e.g. {0: negative, 1: positive}
     validation_fraction: float = 0.1  # stratified split of train when no validation file
     max_train_examples: int | None = None  # stratified, seeded subsample of train (CPU budgets)
     max_length: int = 64  # tokens per example after tokenization (longer ones are truncated)
@@ -87,6 +90,7 @@ class HeadConfig:
     format: str | None = None
     text_column: str | None = None
     label_column: str | None = None
+    label_names: dict[str, str] | None = None  # label value -> name (classification heads)
     loss_weight: float = 1.0
     sampling_rate: float = 1.0  # relative share of training batches drawn from this head's data
 
@@ -236,13 +240,83 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+# what a config's train file brings along; see _drop_train_companions
+TRAIN_COMPANIONS = ("validation", "test", "label_names")
+
+
+def _drop_train_companions(tree: dict[str, Any], overrides: Sequence[tuple[str, Any]]) -> list[str]:
+    """Bring your own data: a new ``data.train`` does not inherit the config's other data.
+
+    A config's ``data.validation``, ``data.test`` and ``data.label_names`` describe its
+    own train file. When an override sets ``data.train`` to a different file, each of them
+    that no override sets too is dropped: validation is then carved from the new train
+    file (``data.validation_fraction``), there is no test set, and labels are named as the
+    file has them. So ``llmos train configs/sample_bilstm.yaml --set data.train=own.csv``
+    trains and validates on ``own.csv`` instead of testing it on the sample's test file.
+    One ``info:`` line on stderr says what was dropped; returns the dropped keys.
+    """
+    data = tree.get("data")
+    trains = [value for key, value in overrides if key == "data.train"]
+    if not trains or trains[-1] is None or not isinstance(data, dict):
+        return []
+    if data.get("train") is not None and os.path.normpath(str(trains[-1])) == os.path.normpath(str(data["train"])):
+        return []
+    keys = {key for key, _ in overrides}
+    dropped = {f"data.{k}": data.pop(k) for k in TRAIN_COMPANIONS if data.get(k) is not None and f"data.{k}" not in keys}
+    if dropped:
+        parts = [f"{k} ({v})" for k, v in dropped.items()]
+        what = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+        split = ", validation is carved from it (data.validation_fraction)" if "data.validation" in dropped else ""
+        print(f"info: data.train is now {trains[-1]}, so the config's {what} {'is' if len(dropped) == 1 else 'are'} "
+              f"not used{split}; set {'them' if len(dropped) > 1 else 'it'} with --set to keep {'them' if len(dropped) > 1 else 'it'}",
+              file=sys.stderr)
+    return list(dropped)
+
+
+def _label_names(value: Any, where: str) -> dict[str, str] | None:
+    """``label_names`` keyed by label values in the string form the readers give them.
+
+    YAML and ``--set`` give keys as ``0``, ``"0"``, ``1.0`` or ``true``; a data file's
+    label cells read as ``"0"``, ``"1"``, ``"true"``, so the keys are normalised the same way.
+    Which keys exist in the data is checked when the data is read.
+    """
+    if value is None:
+        return None
+    if not value:
+        raise ConfigError(f"{where}: expected a mapping of label value to name, e.g. {{0: negative, 1: positive}}, got {value!r}")
+    out: dict[str, str] = {}
+    for key, name in value.items():
+        if isinstance(key, bool):
+            key = str(key).lower()
+        elif isinstance(key, float) and key.is_integer():
+            key = int(key)
+        key = "" if key is None else str(key).strip()
+        if not key:
+            raise ConfigError(f"{where}: a label value must not be empty (names: {value!r})")
+        if isinstance(name, bool) or not isinstance(name, (str, int)) or not str(name).strip() or any(c in str(name) for c in "\r\n"):
+            raise ConfigError(f"{where}.{key}: expected a one-line label name, got {name!r}")
+        out[key] = str(name).strip()
+    repeated = sorted({n for n in out.values() if list(out.values()).count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: two label values have the same name {repeated[0]!r}")
+    return out
+
+
 def config_from_dict(values: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
-    """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`RunConfig`."""
+    """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`RunConfig`.
+
+    Overriding ``data.train`` drops the config's validation, test and label names unless
+    they are overridden too (:func:`_drop_train_companions`).
+    """
     tree: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(values))) or {}
-    for item in overrides:
-        key, value = parse_override(item)
+    parsed = [parse_override(item) for item in overrides]
+    _drop_train_companions(tree, parsed)
+    for key, value in parsed:
         _set_path(tree, key, value)
     cfg = _build(RunConfig, tree, "")
+    cfg.data.label_names = _label_names(cfg.data.label_names, "data.label_names")
+    for i, head in enumerate(cfg.heads):
+        head.label_names = _label_names(head.label_names, f"heads[{i}].label_names")
     if cfg.task not in TASKS:
         raise ConfigError(f"task: unknown task {cfg.task!r}; valid tasks: {', '.join(TASKS)}")
     from llmos_tf.models import registry  # late: the registry imports TensorFlow
@@ -268,6 +342,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"training.mixed_precision: unknown policy {t.mixed_precision!r}; valid: float32, mixed_float16, mixed_bfloat16")
     if t.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"training.optimizer: unknown optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
+    if d.label_names and cfg.task != "classification":
+        per_head = "; name a head's labels with heads[i].label_names" if cfg.task == "multitask" else ""
+        raise ConfigError(f"data.label_names: only used with task: classification (task is {cfg.task!r}){per_head}")
     if cfg.task == "multitask":
         names = [h.name for h in cfg.heads]
         if len(names) < 2:
@@ -298,7 +375,7 @@ def _check_head(i: int, head: HeadConfig) -> None:
     if head.task == "ner":
         if head.format not in (None, "conll"):
             raise ConfigError(f"{where}.format: ner head {head.name!r} reads CoNLL files; got format {head.format!r} (use conll or leave it unset)")
-        for key in ("text_column", "label_column"):
+        for key in ("text_column", "label_column", "label_names"):
             if getattr(head, key) is not None:
                 raise ConfigError(f"{where}.{key}: ner head {head.name!r} reads CoNLL files (token and tag per line); {key} does not apply")
     elif head.format == "conll":
