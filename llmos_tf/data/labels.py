@@ -7,6 +7,11 @@ Serving users expect. The order is deterministic (numeric labels sort
 numerically, others lexicographically) so that two runs on the same data
 agree on ids.
 
+Data files often store label values a person cannot read (SST-2's ``0``/``1``).
+A config's ``data.label_names`` names them; the names replace the values as the
+data is read, so the vocabulary, metrics, ``labels.txt`` and the served ``label``
+output all say ``negative``/``positive``, while ids keep the values' order.
+
 Example::
 
     >>> labels = LabelMap.from_labels(["neg", "pos", "neg"])
@@ -14,18 +19,20 @@ Example::
     [1, 0]
     >>> labels.decode([1])
     ['pos']
+    >>> LabelMap.from_labels(["1", "0"], names={"0": "negative", "1": "positive"}).names
+    ['negative', 'positive']
 """
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from llmos_tf.errors import DataError
+from llmos_tf.errors import ConfigError, DataError
 
 MAX_LABELS_SHOWN = 20
 
@@ -79,12 +86,18 @@ class LabelMap:
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def from_labels(cls, labels: Iterable[Any]) -> "LabelMap":
-        """All distinct labels, sorted (numerically when they all look like numbers)."""
+    def from_labels(cls, labels: Iterable[Any], names: Mapping[str, str] | None = None) -> "LabelMap":
+        """All distinct labels, sorted (numerically when they all look like numbers).
+
+        With ``names`` (label value -> name) the ids are still those of the sorted values,
+        so class 0 of a ``{0: negative, 1: positive}`` run is the file's ``0``, whatever
+        the names' alphabetical order; the map then holds the names.
+        """
         labels = [str(label) for label in labels if label is not None]
         if not labels:
             raise DataError("no labels to build a label map from")
-        return cls(sort_labels(labels))
+        names = names or {}
+        return cls([names.get(value, value) for value in sort_labels(labels)])
 
     # -- container protocol -------------------------------------------------
     def __len__(self) -> int:
@@ -120,20 +133,29 @@ class LabelMap:
         *,
         path: str | None = None,
         lines: Sequence[int] | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> np.ndarray:
-        """int32 ids; an unseen label is a :class:`DataError` naming its file and line."""
+        """int32 ids; an unseen label is a :class:`DataError` naming its file and line.
+
+        ``names`` is the run's ``label_names``: a value the map does not hold as it is
+        is looked up by its name, so a run that answers ``negative`` evaluates a file
+        that says ``0`` (and a run trained before it had names still reads ``0`` as ``0``).
+        """
         labels = list(labels)
         ids = np.empty(len(labels), dtype=np.int32)
         for i, label in enumerate(labels):
             key = str(label)
-            try:
-                ids[i] = self._ids[key]
-            except KeyError:
+            found = self._ids.get(key)
+            if found is None and names and key in names:
+                found = self._ids.get(names[key])
+            if found is not None:
+                ids[i] = found
+            else:
                 line = None if lines is None else int(lines[i])
                 raise DataError(
                     f"{_where(path, line)}label {key!r} was never seen in training "
                     f"(known labels: {describe_labels(self.names)})"
-                ) from None
+                )
         return ids
 
     def decode(self, ids: Iterable[int]) -> list[str]:
@@ -176,6 +198,38 @@ class LabelMap:
             return cls(names)
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
+
+
+def check_label_names(names: Mapping[str, str], values: Sequence[str], *, where: str, source: str) -> None:
+    """Every key of ``names`` is a label value of the data, and no name is the value of another, unnamed label.
+
+    ``values`` are the label values as read (strings); ``where`` names the config key
+    (``data.label_names``) and ``source`` the file, so the error says what to fix.
+    A :class:`~llmos_tf.errors.ConfigError` otherwise.
+    """
+    present = set(values)
+    for key in names:
+        if key not in present:
+            raise ConfigError(
+                f"{where}: {key!r} is not a label value of {source}; its label values are: {describe_labels(sort_labels(present))}"
+            )
+    clash = sorted(set(names.values()) & (present - set(names)))
+    if clash:
+        raise ConfigError(
+            f"{where}: the name {clash[0]!r} is also a label value of {source} that has no name; "
+            f"name that value too or choose another name"
+        )
+
+
+def apply_label_names(frame: pd.DataFrame, names: Mapping[str, str] | None) -> pd.DataFrame:
+    """``frame`` with each named label value replaced by its name (other labels, ``line`` and ``attrs`` unchanged)."""
+    if not names:
+        return frame
+    out = frame.copy()
+    out["label"] = pd.Series([names.get(v, v) if v is not None else None for v in frame["label"].tolist()],
+                             index=frame.index, dtype=object)
+    out.attrs = dict(frame.attrs)
+    return out
 
 
 def check_label_classes(df: pd.DataFrame) -> None:

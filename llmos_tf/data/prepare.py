@@ -1,7 +1,9 @@
 """From the ``data:`` config to validated, labelled, split frames.
 
 Everything that can be wrong with the input is found here, before a run
-folder exists: a run that fails validation writes nothing.
+folder exists: a run that fails validation writes nothing. ``data.label_names``
+is checked against the training file's label values and applied to every split
+here, so everything after (vocabulary, metrics, exports) only sees names.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from llmos_tf.data.fingerprint import data_fingerprint
-from llmos_tf.data.labels import LabelMap, check_label_classes
+from llmos_tf.data.labels import LabelMap, apply_label_names, check_label_classes, check_label_names, sort_labels
 from llmos_tf.data.readers import read_labelled_table
 from llmos_tf.data.splits import stratified_split
 from llmos_tf.errors import ConfigError
@@ -43,21 +45,31 @@ def _encode(labels: LabelMap, frame: pd.DataFrame) -> np.ndarray:
     return labels.encode(frame["label"].tolist(), path=frame.attrs.get("path"), lines=frame["line"].tolist())
 
 
-def prepare_classification_data(data_cfg, seed: int) -> PreparedData:
-    """Read, validate and split the files a classification run names."""
+def prepare_classification_data(data_cfg, seed: int, *, names_key: str = "data.label_names") -> PreparedData:
+    """Read, validate and split the files a classification run names.
+
+    ``names_key`` is where ``data_cfg.label_names`` came from (``heads[1].label_names`` for
+    a multitask head), for the error when a name's key is not one of the file's label values.
+    """
     if not data_cfg.train:
         raise ConfigError("data.train: no training file given (set it in the config or with --set data.train=PATH)")
     read = lambda path: read_labelled_table(path, data_cfg.text_column, data_cfg.label_column, format=data_cfg.format)  # noqa: E731
     train = read(data_cfg.train)
     check_label_classes(train)
+    names = getattr(data_cfg, "label_names", None) or None
+    if names:
+        source = f"{data_cfg.train} (column {train.attrs.get('label_column')!r})"
+        check_label_names(names, sort_labels(train["label"].dropna().tolist()), where=names_key, source=source)
     if data_cfg.validation:
         validation = read(data_cfg.validation)
     else:
         train, validation = stratified_split(train, data_cfg.validation_fraction, seed)
     if data_cfg.max_train_examples and data_cfg.max_train_examples < len(train):
         train, _ = stratified_split(train, 1.0 - data_cfg.max_train_examples / len(train), seed)
-    labels = LabelMap.from_labels(train["label"].tolist())
+    labels = LabelMap.from_labels(train["label"].tolist(), names=names)
     test = read(data_cfg.test) if data_cfg.test else None
+    train, validation = apply_label_names(train, names), apply_label_names(validation, names)
+    test = apply_label_names(test, names) if test is not None else None
     fingerprint = data_fingerprint(
         {"train": data_cfg.train, "validation": data_cfg.validation, "test": data_cfg.test},
         {

@@ -280,7 +280,8 @@ class TrainedMultitask:
         from llmos_tf.data.readers import read_labelled_table
 
         frame = read_labelled_table(path)
-        y = self.heads[head].encode(frame["label"].tolist(), path=str(path), lines=frame["line"].tolist())
+        names = next((h.label_names for h in self.config.heads if h.name == head), None) if self.config else None
+        y = self.heads[head].encode(frame["label"].tolist(), path=str(path), lines=frame["line"].tolist(), names=names)
         return classification_metrics(y, self.predict_proba(frame["text"].tolist(), head).argmax(-1), self.heads[head].names)
 
     def read_unlabelled(self, path) -> list[str]:

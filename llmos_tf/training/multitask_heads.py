@@ -156,7 +156,7 @@ def with_head(name: str, tasks: dict[str, str]):
 def _head_data_config(run_cfg: RunConfig, head: HeadConfig):
     return dataclasses.replace(
         run_cfg.data, train=head.train, validation=head.validation, test=None,
-        format=head.format, text_column=head.text_column, label_column=head.label_column,
+        format=head.format, text_column=head.text_column, label_column=head.label_column, label_names=head.label_names,
     )
 
 
@@ -277,12 +277,12 @@ Head = ClassificationHead | NerHead
 def prepare_heads(cfg: RunConfig) -> list[Head]:
     """Read, validate and split every head's files (nothing is written)."""
     heads: list[Head] = []
-    for head in cfg.heads:
+    for i, head in enumerate(cfg.heads):
         data_cfg = _head_data_config(cfg, head)
         if head.task == NER:
             heads.append(NerHead(head.name, prepare_tagging_data(data_cfg, cfg.seed)))
         else:
-            heads.append(ClassificationHead(head.name, prepare_classification_data(data_cfg, cfg.seed)))
+            heads.append(ClassificationHead(head.name, prepare_classification_data(data_cfg, cfg.seed, names_key=f"heads[{i}].label_names")))
     return heads
 
 

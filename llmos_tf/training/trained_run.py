@@ -110,13 +110,17 @@ class TrainedRun:
         })
 
     def evaluate(self, data: str | pathlib.Path | pd.DataFrame) -> dict[str, Any]:
-        """Metrics on a labelled file (or a frame from :func:`read_labelled_table`)."""
+        """Metrics on a labelled file (or a frame from :func:`read_labelled_table`).
+
+        The file may hold the label values (``0``) or the names the run answers (``negative``)
+        when the run's config has ``data.label_names``."""
         if isinstance(data, pd.DataFrame):
             frame = data
         else:
             d = self.config.data
             frame = read_labelled_table(data, d.text_column, d.label_column)
-        y_true = self.labels.encode(frame["label"].tolist(), path=frame.attrs.get("path"), lines=frame["line"].tolist())
+        y_true = self.labels.encode(frame["label"].tolist(), path=frame.attrs.get("path"), lines=frame["line"].tolist(),
+                                    names=self.config.data.label_names)
         probs = self.predict_proba(frame["text"].tolist())
         return classification_metrics(y_true, probs.argmax(axis=-1), self.labels.names)
 
