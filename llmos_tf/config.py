@@ -14,8 +14,10 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import pathlib
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -145,6 +147,12 @@ def _field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'lstm_units'?)`` for the closest choice (difflib), or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Check (and gently convert) ``value`` against a dataclass field type."""
     origin = typing.get_origin(annotation)
@@ -203,7 +211,8 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
     for key, value in values.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in valid:
-            raise ConfigError(f"unknown config key '{path}'; valid keys{' in ' + where if where else ''}: {', '.join(valid)}")
+            raise ConfigError(f"unknown config key '{path}'{did_you_mean(key, valid)}; valid keys{' in ' + where if where else ''}: {', '.join(valid)}",
+                              key=path)
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, path)
@@ -220,7 +229,7 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{part}' is a value, not a section")
+            raise ConfigError(f"--set {dotted}: '{part}' is a value, not a section", key=dotted, override=dotted)
         node = child
     node[parts[-1]] = value
 
@@ -228,11 +237,11 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``a.b=value``; the value is parsed as YAML (``2`` -> int, ``[1,2]`` -> list)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key=value, e.g. training.epochs=3")
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. training.epochs=3", override=text)
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {text!r}: empty key")
+        raise ConfigError(f"--set {text!r}: empty key", override=text)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -306,20 +315,56 @@ def config_from_dict(values: Mapping[str, Any], overrides: Sequence[str] = ()) -
     """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`RunConfig`.
 
     Overriding ``data.train`` drops the config's validation, test and label names unless
-    they are overridden too (:func:`_drop_train_companions`).
+    they are overridden too (:func:`_drop_train_companions`). An error about a key an
+    override set is blamed on that override (``--set model.lstm_unitz=32: unknown config
+    key ...``, with ``ConfigError.override`` set), not on the mapping it was applied to.
     """
     tree: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(values))) or {}
     parsed = [parse_override(item) for item in overrides]
     _drop_train_companions(tree, parsed)
     for key, value in parsed:
         _set_path(tree, key, value)
+    try:
+        return _validated(tree)
+    except ConfigError as err:
+        culprit = _blamed_override(err, list(overrides), [key for key, _ in parsed])
+        if culprit is None:
+            raise
+        raise ConfigError(f"--set {culprit}: {err}", key=err.key, override=culprit) from None
+
+
+_LEADING_KEY = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])?(?:\.\w+(?:\[\d+\])?)*)\s*:")
+
+
+def _error_key(err: ConfigError) -> str | None:
+    """The dotted key an error is about: its ``key``, else the ``key:`` its message starts with."""
+    if err.key:
+        return err.key
+    match = _LEADING_KEY.match(str(err))
+    return match.group(1) if match else None
+
+
+def _blamed_override(err: ConfigError, overrides: list[str], keys: list[str]) -> str | None:
+    """The (last) override that set the key ``err`` is about, a parent or a child of it; else None."""
+    if err.override is not None:
+        return None
+    bad = _error_key(err)
+    if not bad:
+        return None
+    for item, key in reversed(list(zip(overrides, keys))):
+        if key == bad or bad.startswith(key + ".") or key.startswith(bad + "."):
+            return item
+    return None
+
+
+def _validated(tree: dict[str, Any]) -> RunConfig:
     cfg = _build(RunConfig, tree, "")
     cfg.data.label_names = _label_names(cfg.data.label_names, "data.label_names")
     for i, head in enumerate(cfg.heads):
         head.label_names = _label_names(head.label_names, f"heads[{i}].label_names")
     if cfg.task not in TASKS:
         raise ConfigError(f"task: unknown task {cfg.task!r}; valid tasks: {', '.join(TASKS)}")
-    from llmos_tf.models import registry  # late: the registry imports TensorFlow
+    from llmos_tf.models import registry  # validates against schemas only: TensorFlow is not imported
 
     cfg.model = registry.validate_model_config(cfg.model)
     _check_ranges(cfg)
@@ -388,7 +433,8 @@ def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> RunC
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -398,7 +444,36 @@ def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> RunC
     try:
         return config_from_dict(values, overrides)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        if err.override is not None:  # the file is fine; a --set is wrong, and its message says so
+            raise
+        line = _yaml_line(text, _error_key(err))
+        raise ConfigError(f"{path}{f', line {line}' if line else ''}: {err}", key=err.key) from None
+
+
+def _yaml_line(text: str, dotted: str | None) -> int | None:
+    """1-based line of ``dotted`` (``model.lstm_unitz``, ``heads[1].train``) in a YAML text; None when it is not there."""
+    if not dotted:
+        return None
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in dotted.split("."):
+        name, _, index = part.partition("[")
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == name), None)
+        if match is None:
+            return None
+        line, node = match[0].start_mark.line + 1, match[1]
+        if index:
+            i = int(index.rstrip("]"))
+            if not isinstance(node, yaml.SequenceNode) or i >= len(node.value):
+                return None
+            node = node.value[i]
+            line = node.start_mark.line + 1
+    return line
 
 
 def dump_config(cfg: RunConfig) -> str:

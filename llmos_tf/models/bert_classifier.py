@@ -14,29 +14,11 @@ inside the serving signature after export.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Sequence
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import ConfigError
-
-
-@dataclass
-class BertClassifierConfig:
-    """The ``model:`` section for ``architecture: bert``."""
-
-    architecture: str = "bert"
-    encoder: str | None = "minilm-l6"  # checkpoint; null = random init with the sizes below
-    pooling: str = "mean"  # mean | cls
-    dropout: float = 0.1
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0  # freeze the lowest N transformer blocks
-    # from-scratch sizes (ignored when ``encoder`` names a checkpoint)
-    num_layers: int = 2
-    hidden_dim: int = 128
-    num_heads: int = 2
-    intermediate_dim: int = 512
-    max_sequence_length: int = 512
+from llmos_tf.models.schemas import BertClassifierConfig  # noqa: F401  (the model: schema, importable without TensorFlow)
 
 
 BERT_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

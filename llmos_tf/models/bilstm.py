@@ -11,27 +11,9 @@ Example::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from llmos_tf._tf import tf_keras
 from llmos_tf.models.layers import MaskedMaxMeanPooling
-
-
-@dataclass
-class BiLSTMConfig:
-    """Hyperparameters of :func:`build_bilstm_classifier` (the ``model:`` section)."""
-
-    architecture: str = "bilstm"
-    embedding_dim: int = 128
-    lstm_units: int = 128
-    lstm_layers: int = 1  # 1 or 2
-    dropout: float = 0.3
-    embedding_dropout: float = 0.0  # drops whole embedding channels (SpatialDropout1D)
-    recurrent_dropout: float = 0.0
-    # Initialise the embedding from a BERT checkpoint's WordPiece embeddings (e.g. minilm-l6);
-    # the run then uses that checkpoint's vocabulary and embedding_dim becomes its hidden size.
-    pretrained_embeddings: str | None = None
-    freeze_embeddings: bool = False
+from llmos_tf.models.schemas import BiLSTMConfig  # noqa: F401  (the model: schema, importable without TensorFlow)
 
 
 def pretrained_embedding_matrix(spec: str):

@@ -64,14 +64,31 @@ def get(name: str) -> Architecture:
     return _REGISTRY[name]
 
 
+def schema(name: str) -> type:
+    """The ``model:`` dataclass of an architecture, without importing its builder (or TensorFlow).
+
+    Validation runs before any work starts, so a typo in a config answers at once.
+    """
+    from llmos_tf.models.schemas import BUILTIN_SCHEMAS
+
+    if name in _REGISTRY:
+        return _REGISTRY[name].config_cls
+    if name in BUILTIN_SCHEMAS:
+        return BUILTIN_SCHEMAS[name]
+    from llmos_tf.config import did_you_mean
+
+    valid = sorted(set(BUILTIN_SCHEMAS) | set(_REGISTRY))
+    raise ConfigError(f"model.architecture: unknown architecture {name!r}{did_you_mean(name, valid)}; valid: {', '.join(valid)}")
+
+
 def validate_model_config(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check a ``model:`` mapping against its architecture; return it with defaults filled in."""
     from llmos_tf.config import _build  # the same checker as the rest of the config
 
     values = dict(values or {})
-    arch = get(str(values.get("architecture", "bilstm")))
-    values["architecture"] = arch.name
-    cfg = _build(arch.config_cls, values, "model")
+    name = str(values.get("architecture", "bilstm"))
+    values["architecture"] = name
+    cfg = _build(schema(name), values, "model")
     return dataclasses.asdict(cfg)
 
 
