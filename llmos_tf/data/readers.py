@@ -24,12 +24,13 @@ import json
 import math
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from llmos_tf.errors import DataError
+from llmos_tf.errors import DataError, MissingColumnError
 
 TEXT_COLUMN_CANDIDATES = ("text", "sentence")
 LABEL_COLUMN_CANDIDATES = ("label", "category")
@@ -159,11 +160,46 @@ def _find_column(
     return None
 
 
-def _missing_column_error(path, what: str, explicit: str | None, candidates, columns) -> DataError:
+def column_hint(what: str, suggestion: str | None) -> str:
+    """How ``llmos train`` is told which column holds the texts or labels: ``--set data.text_column=review``."""
+    setting = f"data.{what}_column={suggestion or 'NAME'}"
+    return f"set it with --set {shlex.quote(setting)}"
+
+
+def _guess_column(raw: pd.DataFrame, what: str, exclude: Sequence[str]) -> str | None:
+    """The column most likely to hold the texts (longest strings) or the labels (fewest distinct values)."""
+    columns = [c for c in raw.columns if c not in exclude]
+    if not columns:
+        return None
+    sample = raw.head(1000)
+    if what == "text":
+        def mean_length(column: str) -> float:
+            values = [v for v in sample[column].tolist() if isinstance(v, str)]
+            return sum(len(v) for v in values) / len(values) if values else 0.0
+
+        best = max(columns, key=mean_length)
+        return best if mean_length(best) > 0 else None
+
+    def distinct(column: str) -> int:
+        try:
+            return int(sample[column].astype(str).nunique())
+        except (TypeError, ValueError):
+            return len(sample)
+
+    return min(columns, key=distinct)
+
+
+def _missing_column_error(path, what: str, explicit: str | None, candidates, raw: pd.DataFrame, exclude: Sequence[str] = ()) -> MissingColumnError:
+    """No text (or label) column: name the file, what was looked for, the columns it has and the fix."""
+    columns = [str(c) for c in raw.columns]
     looked = [explicit] if explicit else list(candidates)
     looked_for = " or ".join(repr(c) for c in looked)
-    have = ", ".join(str(c) for c in columns) or "(none)"
-    return DataError(f"{path}: no {what} column: looked for {looked_for}; the file has columns: {have}")
+    have = ", ".join(columns) or "(none)"
+    suggestion = _guess_column(raw, what, exclude)
+    return MissingColumnError(
+        f"{path}: no {what} column: looked for {looked_for}; the file has columns: {have}; {column_hint(what, suggestion)}",
+        path=str(path), what=what, columns=columns, suggestion=suggestion,
+    )
 
 
 # -- format readers: each returns (raw frame, 1-based line per row) ------------------
@@ -301,11 +337,11 @@ def read_labelled_table(
     raw.columns = columns
 
     text_col = _find_column(columns, text_column, TEXT_COLUMN_CANDIDATES)
-    if text_col is None:
-        raise _missing_column_error(path, "text", text_column, TEXT_COLUMN_CANDIDATES, columns)
     label_col = _find_column(columns, label_column, LABEL_COLUMN_CANDIDATES)
+    if text_col is None:
+        raise _missing_column_error(path, "text", text_column, TEXT_COLUMN_CANDIDATES, raw, exclude=[label_col] if label_col else [])
     if label_col is None and (require_labels or label_column):
-        raise _missing_column_error(path, "label", label_column, LABEL_COLUMN_CANDIDATES, columns)
+        raise _missing_column_error(path, "label", label_column, LABEL_COLUMN_CANDIDATES, raw, exclude=[text_col])
     if len(raw) == 0:
         raise DataError(f"{path}: no examples (only a header)")
 

@@ -141,7 +141,8 @@ def test_header_only(tmp_path, name, text):
 
 def test_missing_text_column_lists_columns(tmp_path):
     msg = error_of(write(tmp_path / "cols.csv", "a,b\n1,2\n"))
-    assert msg == f"{tmp_path / 'cols.csv'}: no text column: looked for 'text' or 'sentence'; the file has columns: a, b"
+    assert msg == (f"{tmp_path / 'cols.csv'}: no text column: looked for 'text' or 'sentence'; the file has columns: a, b; "
+                   "set it with --set data.text_column=a")
 
 
 def test_missing_label_column(tmp_path):
