@@ -1,15 +1,24 @@
 """The ``llmos`` command: train, evaluate, predict, export and serve language models.
 
-Every subcommand has ``--help`` with an example. Errors caused by the user's
-input print one line (``error: <file>, line N: ...``) and exit with status 2.
+Every subcommand has ``--help`` with an example, a description of each flag and
+its default. Errors caused by the user's input print one line (``error: <file>,
+line N: ...``, naming the flag or key to change) and exit with status 2.
+
+Everything that can be checked without TensorFlow -- the config, ``--set``
+overrides, flags, the data file's columns, what ``--model`` points at -- is
+checked before TensorFlow is imported, so a typo answers in a fraction of a
+second instead of after several seconds of start-up. TensorFlow's own start-up
+logs are silenced (:mod:`llmos_tf._env`) unless ``--verbose`` is given.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import shlex
 import sys
 import textwrap
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 EPILOG = textwrap.dedent(
@@ -20,9 +29,35 @@ EPILOG = textwrap.dedent(
       llmos evaluate --model runs/sample_bilstm --data data/sample/sentiment_test.csv
       llmos predict --model runs/sample_bilstm "what a lovely film"
       llmos export --run runs/sample_bilstm --model_base_path saved_models --name sample
+      llmos predict --model saved_models/sample/1 "what a lovely film"
       llmos serve --model_base_path saved_models --port 8500 --rest_api_port 8501
+    add --verbose to any command to see TensorFlow's own logs.
     """
 )
+# tf.distribute strategies `llmos train --strategy` accepts (llmos_tf.training.distribute.STRATEGIES,
+# repeated here so a wrong name is refused before TensorFlow is imported)
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+VERBOSE_HELP = "show TensorFlow's start-up and runtime logs (hidden by default; TF_CPP_MIN_LOG_LEVEL, if you set it, always wins)"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-wrapped descriptions and examples, and adds ``(default: X)`` to a flag's help
+    when the flag has a default worth showing and its help does not already state it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text.lower()
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or default == []
+            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
 
 
 def _table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
@@ -34,6 +69,113 @@ def _table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
 
 def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# -- what --model points at ------------------------------------------------
+@dataclass(frozen=True)
+class ModelRef:
+    """A ``--model`` path, classified without TensorFlow: a run folder or an exported version."""
+
+    kind: str  # "run" | "savedmodel"
+    path: pathlib.Path
+    task: str | None  # classification | ner | multitask (from run.json or the model card); None = unknown
+
+    @property
+    def is_savedmodel(self) -> bool:
+        return self.kind == "savedmodel"
+
+
+def resolve_model(value: str, *, for_server: bool = True) -> ModelRef:
+    """What ``--model VALUE`` names, or a :class:`RunError` that says what to pass instead.
+
+    A run folder (``runs/<name>``, with ``run.json``) or an exported SavedModel: a version
+    folder (``saved_models/<name>/<version>``) or a model folder, whose highest version is
+    used, as TF Serving does.
+    """
+    from llmos_tf.errors import RunError
+    from llmos_tf.serving.local import find_version
+    from llmos_tf.training import artifacts
+
+    path = pathlib.Path(value)
+    expected = "a run folder (runs/<name>, from llmos train) or an exported version (saved_models/<name>/<version>)"
+    if not path.exists():
+        server = f"; to ask a running server for model {value!r}, add --server HOST:PORT" if for_server and "/" not in value else ""
+        raise RunError(f"--model {value}: not found; expected {expected}{server}")
+    if path.is_file():
+        run_dir = path.parent
+        if path.name == "saved_model.pb":
+            return resolve_model(str(run_dir), for_server=False)
+        if (run_dir / artifacts.RUN_FILE).is_file():
+            raise RunError(f"--model {value}: that is a file inside the run {run_dir}; pass the run folder: --model {run_dir}")
+        raise RunError(f"--model {value}: is a file; expected {expected}")
+    if (path / artifacts.RUN_FILE).is_file():
+        info = artifacts.read_run_info(path)
+        return ModelRef("run", path, str(info.get("task", "classification")))
+    version = find_version(path)
+    if version is not None:
+        card = version / "assets" / "llmos.json"
+        try:
+            task = json.loads(card.read_text(encoding="utf-8")).get("task") if card.is_file() else None
+        except (ValueError, OSError):
+            task = None
+        return ModelRef("savedmodel", version, task)
+    if (path / artifacts.CONFIG_FILE).is_file():
+        artifacts.read_run_info(path)  # "not a finished run (no run.json); train it ..."
+    raise RunError(f"--model {value}: neither a run folder (no {artifacts.RUN_FILE}) nor an exported version (no saved_model.pb); "
+                   f"expected {expected}")
+
+
+# file extensions read as CoNLL (llmos_tf.training.trained_tagger.CONLL_SUFFIXES, which imports TensorFlow)
+CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".iob2", ".bio", ".ner")
+
+
+def _is_conll(path: str | pathlib.Path) -> bool:
+    return pathlib.Path(path).suffix.lower() in CONLL_SUFFIXES
+
+
+def _read_table(path: str, text_column: str | None, label_column: str | None, *, labelled: bool):
+    """A labelled (or unlabelled) table; a missing column names the flag that fixes it."""
+    from llmos_tf.data.readers import read_labelled_table, read_texts
+    from llmos_tf.errors import MissingColumnError
+
+    try:
+        if labelled:
+            return read_labelled_table(path, text_column, label_column)
+        return read_texts(path, text_column)
+    except MissingColumnError as err:
+        raise err.with_hint(f"pass --{err.what}_column {shlex.quote(err.suggestion or 'NAME')}") from None
+
+
+def _read_sentences(path: str) -> list[str]:
+    """Sentences for a tagger: a CoNLL file (tokens joined by spaces) or a text file, one sentence per line."""
+    from llmos_tf.data.readers import read_utf8_text
+    from llmos_tf.errors import DataError
+
+    if _is_conll(path):
+        from llmos_tf.data.conll import read_conll
+
+        return [" ".join(tokens) for tokens in read_conll(path)["tokens"]]
+    sentences = [line.strip() for line in read_utf8_text(path).splitlines() if line.strip()]
+    if not sentences:
+        raise DataError(f"{path}: no sentences (expected one sentence per line)")
+    return sentences
+
+
+def _check_column_flags(args, ref: ModelRef) -> None:
+    from llmos_tf.errors import ConfigError
+
+    given = [f"--{k}" for k in ("text_column", "label_column") if getattr(args, k, None)]
+    if not given:
+        return
+    if ref.task == "ner":
+        raise ConfigError(f"{' and '.join(given)}: {ref.path} is a tagger; it reads CoNLL files (token and tag per line), which have no columns")
+    if ref.task == "multitask" and ref.kind == "run":
+        raise ConfigError(f"{' and '.join(given)}: not supported for a multitask run ({ref.path}); name the columns text and label, "
+                          "or evaluate its export (saved_models/<name>/<version> --head HEAD)")
 
 
 # -- train ---------------------------------------------------------------
@@ -48,29 +190,42 @@ def _add_train(sub) -> None:
             examples:
               llmos train configs/sample_bilstm.yaml
               llmos train configs/sst2_bilstm.yaml --set data.train=../shared/data/sst2/train.tsv --set training.epochs=3
-            overrides are validated: an unknown key prints the valid ones.
+              llmos train configs/sample_bilstm.yaml --set data.train=reviews.csv --text_column review --label_column stars
+            overrides are validated before anything runs: an unknown key prints the closest valid one.
             """
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help="YAML run config (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. training.epochs=3 (repeatable)")
+    p.add_argument("--text_column", metavar="NAME", help="column of the data files holding the texts (sets data.text_column; default: text or sentence)")
+    p.add_argument("--label_column", metavar="NAME", help="column of the data files holding the labels (sets data.label_column; default: label or category)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run of the same name instead of refusing")
-    p.add_argument("--strategy", default="auto", help="tf.distribute strategy: auto (default), default, one_device, mirrored, multi_worker, tpu")
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES, help="tf.distribute strategy; auto picks tpu, multi_worker, mirrored or default from what it finds")
     p.add_argument("--tpu", help="Cloud TPU name or grpc:// address for TPUClusterResolver (--strategy auto then picks tpu)")
     p.add_argument("--mixed_precision", choices=("float32", "mixed_float16", "mixed_bfloat16"),
-                   help="Keras dtype policy while training (sets training.mixed_precision); outputs stay float32")
+                   help="Keras dtype policy while training (sets training.mixed_precision; default: the config's); outputs stay float32")
     p.add_argument("--profile", nargs="?", const="2,4", default=None, metavar="START,STOP",
-                   help="record TensorBoard profiler traces for training batches START..STOP (default 2,4) in runs/<name>/plugins/profile")
+                   help="record TensorBoard profiler traces for training batches START..STOP (2,4 when given alone; default: off) in runs/<name>/plugins/profile")
     p.set_defaults(func=_cmd_train)
+
+
+def _train_overrides(args) -> list[str]:
+    """``--set`` values plus the flags that are shortcuts for config keys."""
+    extra = []
+    if args.mixed_precision:
+        extra.append(f"training.mixed_precision={args.mixed_precision}")
+    for key in ("text_column", "label_column"):
+        if getattr(args, key):
+            extra.append(f"data.{key}={json.dumps(getattr(args, key))}")
+    return list(args.overrides) + extra
 
 
 def _cmd_train(args) -> int:
     from llmos_tf.config import load_config
+
+    cfg = load_config(args.config, _train_overrides(args))  # before TensorFlow: a typo answers at once
     from llmos_tf.training.trainer import train
 
-    overrides = args.overrides + ([f"training.mixed_precision={args.mixed_precision}"] if args.mixed_precision else [])
-    cfg = load_config(args.config, overrides)
     result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, tpu=args.tpu, command="llmos " + shlex.join(sys.argv[1:]), profile=args.profile)
     val = result.metrics["validation"]
     data = result.info.get("data", {})
@@ -99,7 +254,8 @@ def _cmd_train(args) -> int:
     rows += [
         ("wall time", f"{result.info['wall_time_seconds']} s"),
         ("model", str(result.run_dir / "model.keras")),
-        ("tensorboard", f"tensorboard --logdir {result.run_dir.parent}"),
+        # `tensorboard` itself is only on PATH inside the venv; `llmos tensorboard` works wherever llmos does
+        ("tensorboard", f"llmos tensorboard --logdir {shlex.quote(str(result.run_dir.parent))}"),
     ]
     print()
     print(_table(rows, "training finished"))
@@ -111,30 +267,71 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="accuracy, macro-F1, per-class scores and confusion matrix on a labelled file",
-        description="Evaluate a finished run on a labelled file (csv, tsv, jsonl, parquet).",
-        epilog="example:\n  llmos evaluate --model runs/sample_bilstm --data data/sample/sentiment_test.csv --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate a finished run, or an exported version (the SavedModel clients are served), on a labelled "
+        "file (csv, tsv, jsonl, parquet; CoNLL for taggers).",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              llmos evaluate --model runs/sample_bilstm --data data/sample/sentiment_test.csv --json
+              llmos evaluate --model saved_models/banking77_bilstm/1 --data test.csv --text_column query --label_column intent
+            """
+        ),
     )
-    p.add_argument("--model", required=True, metavar="RUN_DIR", help="a finished run folder (runs/<name>)")
-    p.add_argument("--data", required=True, metavar="FILE", help="labelled data file with the run's text and label columns")
+    p.add_argument("--model", required=True, metavar="RUN_OR_EXPORT",
+                   help="a finished run folder (runs/<name>) or an exported version (saved_models/<name>/<version>; a model folder means its highest version)")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled data file with a text and a label column")
+    p.add_argument("--text_column", metavar="NAME", help="column holding the texts (default: the run's data.text_column, else text or sentence)")
+    p.add_argument("--label_column", metavar="NAME", help="column holding the labels (default: the run's data.label_column, else label or category)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
-    p.add_argument("--head", help="which head of a multitask run")
+    p.add_argument("--head", help="which head of a multitask run or export (default: its first head)")
     p.set_defaults(func=_cmd_evaluate)
 
 
-def _cmd_evaluate(args) -> int:
-    from llmos_tf.training.evaluation import per_class_frame
+def _evaluate_metrics(args, ref: ModelRef) -> dict[str, Any]:
+    """Read the data (no TensorFlow yet: a wrong column fails fast), then load the model and score it."""
+    if ref.is_savedmodel:
+        from llmos_tf.serving.local import LocalSavedModel
+
+        if ref.task == "ner" or (ref.task is None and _is_conll(args.data)):
+            from llmos_tf.data.conll import read_conll
+
+            frame = read_conll(args.data)
+            return LocalSavedModel.load(ref.path, args.head).evaluate_conll(frame)
+        if ref.task == "multitask":  # which data format depends on the head's signature
+            model = LocalSavedModel.load(ref.path, args.head)
+            if model.task == "ner":
+                from llmos_tf.data.conll import read_conll
+
+                return model.evaluate_conll(read_conll(args.data))
+            return model.evaluate_table(_read_table(args.data, args.text_column, args.label_column, labelled=True))
+        frame = _read_table(args.data, args.text_column, args.label_column, labelled=True)
+        return LocalSavedModel.load(ref.path, args.head).evaluate_table(frame)
+    if ref.task == "multitask":
+        from llmos_tf.training.multitask import TrainedMultitask
+
+        return TrainedMultitask.load(ref.path).evaluate(args.data, args.head)
+    if ref.task == "ner":
+        from llmos_tf.training.trained_tagger import TrainedTagger
+
+        return TrainedTagger.load(ref.path).evaluate(args.data)
+    from llmos_tf.config import load_config
+    from llmos_tf.training import artifacts
+
+    d = load_config(ref.path / artifacts.CONFIG_FILE).data
+    frame = _read_table(args.data, args.text_column or d.text_column, args.label_column or d.label_column, labelled=True)
     from llmos_tf.training.trained_run import TrainedRun
-    from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
 
-    from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
+    return TrainedRun.load(ref.path).evaluate(frame)
 
-    if is_multitask_run(args.model):
-        metrics = TrainedMultitask.load(args.model).evaluate(args.data, args.head)
-    elif is_tagger_run(args.model):
-        metrics = TrainedTagger.load(args.model).evaluate(args.data)
-    else:
-        metrics = TrainedRun.load(args.model).evaluate(args.data)
+
+def _cmd_evaluate(args) -> int:
+    from llmos_tf.display import terminal_width
+    from llmos_tf.training.evaluation import per_class_frame
+
+    ref = resolve_model(args.model, for_server=False)
+    _check_column_flags(args, ref)
+    metrics = _evaluate_metrics(args, ref)
+    width = terminal_width()
     if "entity_f1" in metrics:  # an NER run or an NER head
         from llmos_tf.training.conlleval import format_report, per_type_frame
 
@@ -143,19 +340,19 @@ def _cmd_evaluate(args) -> int:
         else:
             print(format_report(metrics))
             print()
-            print(per_type_frame(metrics).round(4).to_string())
+            print(per_type_frame(metrics).round(4).to_string(line_width=width))
         return 0
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}))
         return 0
     print(_table([("examples", metrics["examples"]), ("accuracy", _fmt(metrics["accuracy"])), ("macro-F1", _fmt(metrics["macro_f1"]))], f"{args.model} on {args.data}"))
     print()
-    print(per_class_frame(metrics).round(4).to_string())
+    print(per_class_frame(metrics).round(4).to_string(line_width=width))
     if len(metrics["labels"]) <= 12:
         import pandas as pd
 
         print("\nconfusion matrix (rows: true, columns: predicted)")
-        print(pd.DataFrame(metrics["confusion_matrix"], index=metrics["labels"], columns=metrics["labels"]).to_string())
+        print(pd.DataFrame(metrics["confusion_matrix"], index=metrics["labels"], columns=metrics["labels"]).to_string(line_width=width))
     return 0
 
 
@@ -163,53 +360,106 @@ def _cmd_evaluate(args) -> int:
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
-        help="label texts with a run (or a served model with --server)",
-        description="Predict labels for texts given on the command line or in a file.",
+        help="label texts with a run or an export (or a served model with --server)",
+        description="Predict labels for texts given on the command line or in a file, with a finished run, an exported "
+        "version (what clients of `llmos serve` get) or a running server.",
         epilog=textwrap.dedent(
             """\
             examples:
               llmos predict --model runs/sample_bilstm "a wonderful film" "a waste of time"
               llmos predict --model runs/sample_bilstm --data data/sample/sentiment_test.csv --json
+              llmos predict --model saved_models/banking77_bilstm/1 "I lost my card"
               llmos predict --server 127.0.0.1:8500 --model sample "a wonderful film"
+            long texts are cut to fit the terminal; --json prints them whole.
             """
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("texts", nargs="*", help="texts to label")
-    p.add_argument("--model", required=True, help="run folder, or the model name when --server is given")
-    p.add_argument("--data", metavar="FILE", help="file with a text column (labels not needed)")
-    p.add_argument("--server", metavar="HOST:PORT", help="ask a running `llmos serve` / tensorflow_model_server over gRPC")
-    p.add_argument("--version", type=int, help="model version (with --server)")
-    p.add_argument("--label", dest="version_label", help="version label (with --server)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per text (JSON Lines)")
-    p.add_argument("--head", help="which head of a multitask run (with --server: the signature_name, one per head)")
+    p.add_argument("texts", nargs="*", help="texts to label (quote each one)")
+    p.add_argument("--model", required=True,
+                   help="a finished run folder (runs/<name>), an exported version (saved_models/<name>/<version>), or, with --server, the served model's name")
+    p.add_argument("--data", metavar="FILE", help="file of texts: a table with a text column (labels not needed), or for taggers CoNLL / one sentence per line")
+    p.add_argument("--text_column", metavar="NAME", help="column of --data holding the texts (default: the run's data.text_column, else text or sentence)")
+    p.add_argument("--server", metavar="HOST:PORT", help="ask a running `llmos serve` / tensorflow_model_server over gRPC instead of loading the model here")
+    p.add_argument("--version", type=int, help="model version (with --server; default: the latest)")
+    p.add_argument("--label", dest="version_label", help="version label, e.g. compressed (with --server)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per text (JSON Lines) instead of a table")
+    p.add_argument("--head", help="which head of a multitask run or export (with --server: the signature_name, one per head)")
     p.set_defaults(func=_cmd_predict)
 
 
-def _cmd_predict(args) -> int:
+def _gather_texts(args, ref: ModelRef | None, run_config=None) -> list[str]:
+    """Texts from the command line and ``--data``; warns about empty ones on stderr."""
     from llmos_tf.errors import LlmosError
 
-    if args.server:
-        return _predict_server(args)
-    from llmos_tf.training.trained_run import TrainedRun
-    from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
-
-    from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
-
-    if is_multitask_run(args.model):
-        run = TrainedMultitask.load(args.model)
-    else:
-        run = TrainedTagger.load(args.model) if is_tagger_run(args.model) else TrainedRun.load(args.model)
     texts = list(args.texts)
     if args.data:
-        texts += run.read_unlabelled(args.data)
+        tagger = ref is not None and ref.task == "ner"
+        if tagger:
+            texts += _read_sentences(args.data)
+        else:
+            default = run_config.data.text_column if run_config is not None else None
+            texts += _read_table(args.data, args.text_column or default, None, labelled=False)["text"].tolist()
     if not texts:
         raise LlmosError("predict: give texts as arguments or --data FILE")
-    frame = run.predict(texts, args.head) if is_multitask_run(args.model) else run.predict(texts)
+    empty = [i for i, t in enumerate(texts, start=1) if not str(t).strip()]
+    if empty:
+        which = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        _warn(f"text {which} of {len(texts)} {'is' if len(empty) == 1 else 'are'} empty (or only spaces): "
+              "the model answers anyway, from no words at all, so that label means nothing")
+    return texts
+
+
+def _cmd_predict(args) -> int:
+    if args.server:
+        return _predict_server(args)
+    from llmos_tf.errors import ConfigError
+
+    for flag in ("version", "version_label"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{'label' if flag == 'version_label' else flag}: only used with --server (a local --model is one version already)")
+    ref = resolve_model(args.model)
+    if args.text_column:
+        _check_column_flags(args, ref)
+    run_config = None
+    if ref.kind == "run" and ref.task == "classification":
+        from llmos_tf.config import load_config
+        from llmos_tf.training import artifacts
+
+        run_config = load_config(ref.path / artifacts.CONFIG_FILE)
+    if ref.kind == "run" and ref.task == "multitask":
+        from llmos_tf.training.multitask import TrainedMultitask
+
+        run = TrainedMultitask.load(ref.path)
+        texts = list(args.texts) + (run.read_unlabelled(args.data) if args.data else [])
+        args_texts, args.texts, args.data = args.texts, texts, None
+        frame = run.predict(_gather_texts(args, ref), args.head)
+        args.texts = args_texts
+    else:
+        texts = _gather_texts(args, ref, run_config)
+        frame = _load_predictor(ref, args.head).predict(texts)
     if not args.json and "tags" in frame:
         frame = frame.assign(tags=[" ".join(t) for t in frame["tags"]])[["text", "tags"]]
     _print_predictions(frame, args.json)
     return 0
+
+
+def _load_predictor(ref: ModelRef, head: str | None):
+    """The loaded model behind ``ref`` (an object with ``predict(texts) -> DataFrame``)."""
+    from llmos_tf.errors import ConfigError
+
+    if ref.is_savedmodel:
+        from llmos_tf.serving.local import LocalSavedModel
+
+        return LocalSavedModel.load(ref.path, head)
+    if head:
+        raise ConfigError(f"--head: {ref.path} is a single-task run; --head picks a head of a multitask run")
+    if ref.task == "ner":
+        from llmos_tf.training.trained_tagger import TrainedTagger
+
+        return TrainedTagger.load(ref.path)
+    from llmos_tf.training.trained_run import TrainedRun
+
+    return TrainedRun.load(ref.path)
 
 
 def _print_predictions(frame, as_json: bool) -> None:
@@ -217,26 +467,18 @@ def _print_predictions(frame, as_json: bool) -> None:
         for row in frame.to_dict(orient="records"):
             print(json.dumps({k: (float(v) if k == "probability" else v) for k, v in row.items()}))
     else:
-        import pandas as pd
+        from llmos_tf.display import fit_table
 
-        with pd.option_context("display.max_colwidth", 60, "display.width", 120):
-            print(frame.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        print(fit_table(frame))
 
 
 def _predict_server(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from llmos_tf.errors import LlmosError
     from llmos_tf.serving.client import Client
 
-    texts = list(args.texts)
-    if args.data:
-        from llmos_tf.data.readers import read_texts
-
-        texts += read_texts(args.data)["text"].tolist()
-    if not texts:
-        raise LlmosError("predict: give texts as arguments or --data FILE")
+    texts = _gather_texts(args, None)
     client = Client(args.server)
     outputs = client.predict(args.model, texts, version=args.version, label=args.version_label, signature=args.head or "serving_default")
     if "probabilities" in outputs:
@@ -254,8 +496,8 @@ def _predict_server(args) -> int:
 # -- sample data ---------------------------------------------------------
 def _add_sample_data(sub) -> None:
     p = sub.add_parser("sample-data", help="write the project's small offline sample data sets", description="Write the sample data sets used by the demo, the notebooks and the tests.")
-    p.add_argument("--out", default="data/sample", help="output folder (default: data/sample)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="data/sample", help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated sentences (same seed, same files)")
     p.set_defaults(func=_cmd_sample_data)
 
 
@@ -275,25 +517,30 @@ def _add_doctor(sub) -> None:
         description="Print the devices TensorFlow sees, the tf.distribute strategy `--strategy auto` would choose, "
         "and, for a config, what would break on a TPU.",
         epilog="example:\n  llmos doctor configs/sst2_bert.yaml --set data.tpu_mode=true",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("config", nargs="?", help="run config to check for TPU readiness")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--tpu", help="TPU name (TPUClusterResolver)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("config", nargs="?", help="run config to check for TPU readiness (optional)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config value, as in llmos train (repeatable)")
+    p.add_argument("--tpu", help="TPU name or grpc:// address for TPUClusterResolver")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_cmd_doctor)
 
 
 def _cmd_doctor(args) -> int:
+    from llmos_tf.errors import ConfigError
+
+    cfg = None
+    if args.config:
+        from llmos_tf.config import load_config
+
+        cfg = load_config(args.config, args.overrides)  # before TensorFlow
+    elif args.overrides:
+        raise ConfigError("--set: doctor applies overrides to a config; give the config file too")
     from llmos_tf.training.distribute import describe_choice
     from llmos_tf.training.doctor import machine_report, tpu_findings
 
     report = machine_report()
     report["strategy_auto"] = describe_choice("auto", tpu=args.tpu)
-    if args.config:
-        from llmos_tf.config import load_config
-
-        cfg = load_config(args.config, args.overrides)
+    if cfg is not None:
         report["tpu_findings"] = tpu_findings(cfg)
     if args.json:
         print(json.dumps(report))
@@ -310,7 +557,7 @@ def _cmd_doctor(args) -> int:
 
 # -- optional subcommands from other modules -------------------------------
 def _add_optional(sub) -> None:
-    """Subcommands whose modules may add their own parsers (export, serve, ...)."""
+    """Subcommands whose modules add their own parsers (export, compress, distill, serve, tensorboard)."""
     try:
         from llmos_tf.export.cli import add_export_parser
     except ImportError:
@@ -332,18 +579,27 @@ def _add_optional(sub) -> None:
             description="A TF-Serving-compatible model server (gRPC PredictionService/ModelService and the REST API), "
             "with tensorflow_model_server's flag names.",
             epilog="example:\n  llmos serve --model_base_path saved_models --port 8500 --rest_api_port 8501",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_serve_arguments(p)
         p.set_defaults(func=run_serve)
-    p = sub.add_parser("tensorboard", help="launch TensorBoard on runs/", description="Launch TensorBoard on a runs folder.")
-    p.add_argument("--logdir", default="runs")
-    p.add_argument("--port", type=int, default=6006)
-    p.add_argument("--host", default="127.0.0.1")
+    p = sub.add_parser(
+        "tensorboard",
+        help="launch TensorBoard on runs/",
+        description="Launch TensorBoard (the one installed with llmos) on a runs folder: training curves, hparams, "
+        "profiles and compression reports.",
+        epilog="example:\n  llmos tensorboard --logdir runs --port 6006\n  then open http://127.0.0.1:6006",
+    )
+    p.add_argument("--logdir", default="runs", help="folder of runs to show (each run's TensorBoard logs are in runs/<name>/)")
+    p.add_argument("--port", type=int, default=6006, help="port TensorBoard listens on")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface")
     p.set_defaults(func=_cmd_tensorboard)
 
 
 def _cmd_tensorboard(args) -> int:
+    from llmos_tf.errors import ConfigError
+
+    if not pathlib.Path(args.logdir).is_dir():
+        raise ConfigError(f"--logdir {args.logdir}: no such folder; train a run first (llmos train CONFIG) or point at its output_dir")
     from tensorboard import program
 
     board = program.TensorBoard()
@@ -359,13 +615,22 @@ def _cmd_tensorboard(args) -> int:
         return 0
 
 
+def _finish_subparsers(sub) -> None:
+    """Every subcommand: flags described with their defaults, and ``--verbose``."""
+    for parser in sub.choices.values():
+        parser.formatter_class = HelpFormatter
+        if "--verbose" not in parser._option_string_actions:
+            parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmos",
         description="llmos: turn labelled text into served language models (BiLSTM and BERT on TensorFlow, TF Serving compatible).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--verbose", dest="verbose_logs", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
     _add_evaluate(sub)
@@ -376,6 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pretrain_parser(sub)
     _add_optional(sub)
+    _finish_subparsers(sub)
     return parser
 
 
@@ -385,8 +651,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    from llmos_tf import _env
     from llmos_tf.errors import LlmosError
 
+    # before anything imports TensorFlow; `pretrain --verbose N` (Keras progress) counts too
+    _env.set_verbose(bool(args.verbose_logs or getattr(args, "verbose", False)))
     try:
         return int(args.func(args) or 0)
     except LlmosError as err:

@@ -21,19 +21,25 @@ class DataError(LlmosError):
 class MissingColumnError(DataError):
     """A table has no column for the texts or the labels.
 
-    Besides the message it keeps what a caller needs to say how to fix it in
-    its own terms (``--set data.text_column=...`` for ``llmos train``,
-    ``--text_column ...`` for ``llmos evaluate``): the file, which column was
-    missing (``"text"`` or ``"label"``), the columns the file has and the one
-    that most likely holds it (``None`` when no guess is good).
+    The message is ``base`` (the file, what was looked for, the columns it has)
+    plus ``hint``, the fix in the terms of the command that read the file:
+    ``--set data.text_column=review`` for ``llmos train``, ``--text_column
+    review`` for ``llmos evaluate`` (:meth:`with_hint`). ``suggestion`` is the
+    column that most likely holds what is missing (None when no guess is good).
     """
 
-    def __init__(self, message: str, *, path: str, what: str, columns: Sequence[str], suggestion: str | None) -> None:
-        super().__init__(message)
+    def __init__(self, base: str, hint: str, *, path: str, what: str, columns: Sequence[str], suggestion: str | None) -> None:
+        super().__init__(f"{base}; {hint}")
+        self.base = base
+        self.hint = hint
         self.path = path
         self.what = what
         self.columns = list(columns)
         self.suggestion = suggestion
+
+    def with_hint(self, hint: str) -> "MissingColumnError":
+        """The same error with another fix in its message."""
+        return MissingColumnError(self.base, hint, path=self.path, what=self.what, columns=self.columns, suggestion=self.suggestion)
 
 
 class ConfigError(LlmosError):

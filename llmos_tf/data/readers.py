@@ -197,7 +197,7 @@ def _missing_column_error(path, what: str, explicit: str | None, candidates, raw
     have = ", ".join(columns) or "(none)"
     suggestion = _guess_column(raw, what, exclude)
     return MissingColumnError(
-        f"{path}: no {what} column: looked for {looked_for}; the file has columns: {have}; {column_hint(what, suggestion)}",
+        f"{path}: no {what} column: looked for {looked_for}; the file has columns: {have}", column_hint(what, suggestion),
         path=str(path), what=what, columns=columns, suggestion=suggestion,
     )
 
