@@ -35,6 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from llmos_tf._tf import tf, tf_keras
+from llmos_tf.models import fused_lstm
 
 MIN_ELEMENTS = 1024  # TFLite's dynamic-range threshold: smaller tensors (biases, norms) stay float
 WEIGHT_DTYPES = ("int8", "float16", "float32")
@@ -52,6 +53,13 @@ class _Target:
     variable: tf.Variable
     reduce_axes: tuple[int, ...]  # axes a scale is shared over (the kernel's input axes); rows: the last axis
     rows: bool  # an Embedding table: gather int8 rows, then dequantize just those
+
+
+@dataclass(frozen=True)
+class _FusedLSTM:
+    """A ``Bidirectional(LSTM)`` traced with :mod:`llmos_tf.models.fused_lstm` (held here so it is not tracked)."""
+
+    layer: Any
 
 
 def _einsum_input_axes(equation: str, rank: int) -> tuple[int, ...]:
@@ -139,14 +147,20 @@ class QuantizedModel(tf.Module):
     """
 
     def __init__(self, model: tf_keras.Model, weight_dtype: str = "int8", min_elements: int = MIN_ELEMENTS,
-                 embedding_bits: int = 8, name: str | None = None):
+                 embedding_bits: int = 8, name: str | None = None, fused_lstm_dtype: str | None = "float32"):
         super().__init__(name=name or f"{weight_dtype}_{model.name}")
         if weight_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weight_dtype: expected one of {', '.join(WEIGHT_DTYPES)}, got {weight_dtype!r}")
         if embedding_bits not in EMBEDDING_BITS or (embedding_bits == 4 and weight_dtype != "int8"):
             raise ValueError(f"embedding_bits: 8, or 4 with int8 weights; got {embedding_bits}")
+        if fused_lstm_dtype is not None and fused_lstm_dtype not in fused_lstm.COMPUTE_DTYPES:
+            raise ValueError(f"fused_lstm_dtype: expected None or one of {', '.join(fused_lstm.COMPUTE_DTYPES)}, got {fused_lstm_dtype!r}")
         self.weight_dtype = weight_dtype
         self.embedding_bits = embedding_bits
+        self.fused_lstm_dtype = fused_lstm_dtype
+        # Bidirectional LSTMs trace as one loop over both directions (same outputs, fewer and larger matmuls)
+        self._fused = [_FusedLSTM(layer) for layer in model._flatten_layers(include_self=False)
+                       if fused_lstm_dtype is not None and fused_lstm.supports(layer)]
         self._keras_call = model.__call__  # a bound method: not tracked, so the float copies are not saved
         self._model_name = model.name
         self._targets = _targets(model, min_elements) if weight_dtype != "float32" else []
@@ -199,6 +213,10 @@ class QuantizedModel(tf.Module):
                     restore.append((layer, target.attr, target.variable, True))
                     # object.__setattr__: a plain attribute swap, invisible to Keras' weight tracking
                     object.__setattr__(layer, target.attr, self._dequantize(index))
+            for fused in self._fused:
+                layer = fused.layer
+                restore.append((layer, "call", vars(layer).get("call"), "call" in vars(layer)))
+                object.__setattr__(layer, "call", fused_lstm.fused_call(layer, self.fused_lstm_dtype))
             yield
         finally:
             for layer, attr, value, had_own in reversed(restore):
@@ -229,6 +247,7 @@ class QuantizedModel(tf.Module):
         floats = sum(int(np.prod(v.shape)) * v.dtype.size for v in self.float_weights)
         return {
             "weight_dtype": self.weight_dtype,
+            "fused_lstm": {"layers": [f.layer.name for f in self._fused], "compute_dtype": self.fused_lstm_dtype} if self._fused else None,
             "quantized_weights": [t.variable.name for t in self._targets],
             "scheme": ("symmetric, per output channel (per row for embedding tables)" if self.weight_dtype == "int8" else "float16 storage")
             + (f"; embedding tables 4-bit, a float16 scale per {INT4_GROUP} values" if self.embedding_bits == 4 else ""),

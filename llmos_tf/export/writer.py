@@ -109,7 +109,8 @@ WEIGHT_FORMATS = ("float32", "int8", "float16")
 
 def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,
                  compression: dict[str, Any] | None = None, tflite: bytes | None = None, weights: str = "float32",
-                 embedding_bits: int = 8, force: bool = False, command: str | None = None) -> pathlib.Path:
+                 embedding_bits: int = 8, lstm_matmul_dtype: str = "float32", force: bool = False,
+                 command: str | None = None) -> pathlib.Path:
     """Export a (compressed) ``model`` of a loaded run as ``<base>/<name>/<version>``; returns the folder.
 
     The SavedModel has the run's ``serving_default`` around ``model`` plus the
@@ -121,6 +122,10 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
     ``tflite`` bytes go to ``model.tflite`` beside it (TF Serving's
     ``--prefer_tflite_model`` name), an extra, never the only copy. Written to a
     temporary folder, reloaded and called, then renamed: a failure leaves nothing.
+    Bidirectional LSTMs are traced by :mod:`llmos_tf.models.fused_lstm` (the same
+    answers from one loop for both directions, and a smaller graph); ``lstm_matmul_dtype="bfloat16"``
+    runs their matmuls in bfloat16,
+    for CPUs with AVX512-BF16/AMX (recorded in the card).
     """
     from llmos_tf.export.signatures import serving_module
 
@@ -129,7 +134,8 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     from llmos_tf.compression.int8_weights import QuantizedModel
 
-    model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights, embedding_bits=embedding_bits)
+    model = QuantizedModel(model if model is not None else run.model, weight_dtype=weights, embedding_bits=embedding_bits,
+                           fused_lstm_dtype=lstm_matmul_dtype)
     stored = model.summary()
     stored.pop("quantized_weights", None)
     module = serving_module(run, model)
