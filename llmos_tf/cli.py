@@ -41,22 +41,25 @@ VERBOSE_HELP = "show TensorFlow's start-up and runtime logs (hidden by default; 
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-wrapped descriptions and examples, and adds ``(default: X)`` to a flag's help
-    when the flag has a default worth showing and its help does not already state it."""
+    """Keeps the hand-wrapped descriptions and examples, and ends every flag's help with its default
+    -- ``(default: 6006)``, ``(default: off)`` for a switch, ``(default: not set)``, or ``(required)`` --
+    unless the help already says what happens by default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        default = action.default
-        if (
-            "default" in text.lower()
-            or default is None
-            or default is argparse.SUPPRESS
-            or isinstance(default, bool)
-            or default == []
-            or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
-        ):
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower():
             return text
-        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        if action.required:
+            return f"{text} (required)"
+        default = action.default
+        if action.nargs == 0:  # a switch: it is off unless given
+            shown = "off"
+        elif default is None or default == []:
+            shown = "not set"
+        elif isinstance(default, (list, tuple)):
+            shown = " ".join(map(str, default))
+        else:
+            shown = str(default)
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
@@ -89,12 +92,13 @@ class ModelRef:
         return self.kind == "savedmodel"
 
 
-def resolve_model(value: str, *, for_server: bool = True) -> ModelRef:
+def resolve_model(value: str, *, for_server: bool = False, flag: str = "--model") -> ModelRef:
     """What ``--model VALUE`` names, or a :class:`RunError` that says what to pass instead.
 
     A run folder (``runs/<name>``, with ``run.json``) or an exported SavedModel: a version
     folder (``saved_models/<name>/<version>``) or a model folder, whose highest version is
-    used, as TF Serving does.
+    used, as TF Serving does. ``for_server``: a bare name may be meant for ``--server``;
+    ``flag`` is the flag the errors name (``--run``, ``--teacher``).
     """
     from llmos_tf.errors import RunError
     from llmos_tf.serving.local import find_version
@@ -104,14 +108,14 @@ def resolve_model(value: str, *, for_server: bool = True) -> ModelRef:
     expected = "a run folder (runs/<name>, from llmos train) or an exported version (saved_models/<name>/<version>)"
     if not path.exists():
         server = f"; to ask a running server for model {value!r}, add --server HOST:PORT" if for_server and "/" not in value else ""
-        raise RunError(f"--model {value}: not found; expected {expected}{server}")
+        raise RunError(f"{flag} {value}: not found; expected {expected}{server}")
     if path.is_file():
         run_dir = path.parent
         if path.name == "saved_model.pb":
-            return resolve_model(str(run_dir), for_server=False)
+            return resolve_model(str(run_dir), flag=flag)
         if (run_dir / artifacts.RUN_FILE).is_file():
-            raise RunError(f"--model {value}: that is a file inside the run {run_dir}; pass the run folder: --model {run_dir}")
-        raise RunError(f"--model {value}: is a file; expected {expected}")
+            raise RunError(f"{flag} {value}: that is a file inside the run {run_dir}; pass the run folder: {flag} {run_dir}")
+        raise RunError(f"{flag} {value}: is a file; expected {expected}")
     if (path / artifacts.RUN_FILE).is_file():
         info = artifacts.read_run_info(path)
         return ModelRef("run", path, str(info.get("task", "classification")))
@@ -125,7 +129,7 @@ def resolve_model(value: str, *, for_server: bool = True) -> ModelRef:
         return ModelRef("savedmodel", version, task)
     if (path / artifacts.CONFIG_FILE).is_file():
         artifacts.read_run_info(path)  # "not a finished run (no run.json); train it ..."
-    raise RunError(f"--model {value}: neither a run folder (no {artifacts.RUN_FILE}) nor an exported version (no saved_model.pb); "
+    raise RunError(f"{flag} {value}: neither a run folder (no {artifacts.RUN_FILE}) nor an exported version (no saved_model.pb); "
                    f"expected {expected}")
 
 
@@ -328,7 +332,7 @@ def _cmd_evaluate(args) -> int:
     from llmos_tf.display import terminal_width
     from llmos_tf.training.evaluation import per_class_frame
 
-    ref = resolve_model(args.model, for_server=False)
+    ref = resolve_model(args.model)
     _check_column_flags(args, ref)
     metrics = _evaluate_metrics(args, ref)
     width = terminal_width()
@@ -383,7 +387,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--version", type=int, help="model version (with --server; default: the latest)")
     p.add_argument("--label", dest="version_label", help="version label, e.g. compressed (with --server)")
     p.add_argument("--json", action="store_true", help="print one JSON object per text (JSON Lines) instead of a table")
-    p.add_argument("--head", help="which head of a multitask run or export (with --server: the signature_name, one per head)")
+    p.add_argument("--head", help="which head of a multitask run or export (with --server: the signature_name, one per head; default: the first head)")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -417,7 +421,7 @@ def _cmd_predict(args) -> int:
     for flag in ("version", "version_label"):
         if getattr(args, flag) is not None:
             raise ConfigError(f"--{'label' if flag == 'version_label' else flag}: only used with --server (a local --model is one version already)")
-    ref = resolve_model(args.model)
+    ref = resolve_model(args.model, for_server=True)
     if args.text_column:
         _check_column_flags(args, ref)
     run_config = None

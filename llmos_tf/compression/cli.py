@@ -6,6 +6,27 @@ import sys
 import textwrap
 
 
+def _fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1, refused before anything loads."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    return value
+
+
 def add_compress_parser(sub) -> None:
     p = sub.add_parser(
         "compress",
@@ -46,15 +67,15 @@ def add_compress_parser(sub) -> None:
     )
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="finished run folder (classifier or NER tagger)")
     p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True, help="magnitude pruning with fine-tuning (default: on)")
-    p.add_argument("--target_sparsity", type=float, default=0.8, help="final fraction of zero weights in pruned layers (default 0.8)")
+    p.add_argument("--target_sparsity", type=_fraction, default=0.8, help="final fraction of zero weights in pruned layers (default 0.8)")
     p.add_argument("--structured_2_4", action="store_true", help="2:4 structured sparsity (2 zeros in every 4 weights) where TF-MOT supports it")
     p.add_argument("--no_prune_embeddings", dest="prune_embeddings", action="store_false", help="leave embedding tables dense")
-    p.add_argument("--quantize", nargs="*", default=["dynamic"], metavar="MODE",
+    p.add_argument("--quantize", nargs="*", default=["dynamic"], metavar="MODE", choices=("dynamic", "int8", "float16", "none"),
                    help="TFLite variants: dynamic (int8 weights), int8 (full integer, calibrated on training texts), float16; "
                    "none for no TFLite variant (default: dynamic)")
     p.add_argument("--qat", action="store_true", help="also quantization-aware training (sparsity-preserving after --prune) → int8 TFLite")
     p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs while pruning / QAT (default 1)")
-    p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each fine-tuning epoch")
+    p.add_argument("--steps_per_epoch", type=int, help="cap the steps of each fine-tuning epoch (default: no cap, one pass over the training data)")
     p.add_argument("--learning_rate", type=float,
                    help="peak learning rate of the pruning fine-tune, decayed linearly to 0 (default: the run's, halved for BERT, /5 for the BiLSTM)")
     p.add_argument("--distill_alpha", type=float, metavar="ALPHA",
@@ -71,7 +92,7 @@ def add_compress_parser(sub) -> None:
     p.add_argument("--tflite_only", action="store_true",
                    help="ignored (kept so old commands run): every version holds a SavedModel the stock server loads, "
                    "with model.tflite beside it for quantized variants")
-    p.add_argument("--max_drop", type=float, default=0.01,
+    p.add_argument("--max_drop", type=_non_negative, default=0.01,
                    help="largest drop of the metric below the dense model's (absolute: 0.01 = 1 point) a variant may have to "
                    "be published or labelled compressed; variants beyond it stay staged (default 0.01)")
     p.add_argument("--max_eval_examples", type=int, default=2000, help="cap on validation examples used to score variants (default 2000)")
@@ -81,6 +102,12 @@ def add_compress_parser(sub) -> None:
 
 
 def _cmd_compress(args) -> int:
+    from llmos_tf.cli import resolve_model
+    from llmos_tf.errors import RunError
+
+    ref = resolve_model(args.run, flag="--run")  # before TensorFlow: a wrong path answers at once
+    if ref.is_savedmodel:
+        raise RunError(f"--run {args.run}: an exported version; compress takes the run folder it came from (runs/<name>)")
     from llmos_tf.compression.pipeline import compress
     from llmos_tf.export.writer import main_command
 
@@ -139,12 +166,16 @@ def add_distill_parser(sub) -> None:
 
 
 def _cmd_distill(args) -> int:
-    from llmos_tf.compression.distillation import distill
+    from llmos_tf.cli import resolve_model
     from llmos_tf.config import load_config
+
+    # before TensorFlow: a typo in the student config or a wrong teacher path answers at once
+    cfg = load_config(args.student, args.overrides)
+    teacher = resolve_model(args.teacher, flag="--teacher").path  # a model folder means its highest version
+    from llmos_tf.compression.distillation import distill
     from llmos_tf.export.writer import main_command
 
-    cfg = load_config(args.student, args.overrides)
-    result = distill(args.teacher, cfg, loss=args.loss, temperature=args.temperature, alpha=args.alpha,
+    result = distill(teacher, cfg, loss=args.loss, temperature=args.temperature, alpha=args.alpha,
                      augment_copies=args.augment, overwrite=args.overwrite, command=main_command())
     val = result.metrics["validation"]
     info = result.info

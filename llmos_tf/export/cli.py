@@ -34,6 +34,12 @@ def add_export_parser(sub) -> None:
 
 
 def _cmd_export(args) -> int:
+    from llmos_tf.cli import resolve_model
+    from llmos_tf.errors import RunError
+
+    ref = resolve_model(args.run, flag="--run")  # before TensorFlow: a wrong path answers at once
+    if ref.is_savedmodel:
+        raise RunError(f"--run {args.run}: already an exported version; export takes the run folder it came from (runs/<name>)")
     from llmos_tf.export.model_server_config import set_version_label
     from llmos_tf.export.writer import export_run, main_command
     from llmos_tf.serving.model_config import check_label

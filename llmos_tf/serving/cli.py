@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pathlib
 import signal
 import sys
 import threading
+
+DEFAULT_BASE_PATH = "saved_models"  # llmos_tf.serving.server.DEFAULT_BASE_PATH (that module imports TensorFlow)
 
 
 def _bool(value: str) -> bool:
@@ -36,7 +39,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface (default 127.0.0.1: local only)")
     g.add_argument("--rest_api_timeout_in_ms", type=int, default=30000, help="REST requests slower than this get HTTP 504 (default 30000; 0 = no limit)")
     g = parser.add_argument_group("models")
-    g.add_argument("--model_name", help="serve one model under this name; --model_base_path is then its folder of versions")
+    g.add_argument("--model_name", help="serve one model under this name; --model_base_path is then its folder of versions (default: not set, every model folder under --model_base_path is served under its own name)")
     g.add_argument(
         "--model_base_path",
         help="folder of versions (<path>/<version>/saved_model.pb) with --model_name; otherwise a folder of models "
@@ -96,8 +99,31 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
+def check_serve_flags(args: argparse.Namespace) -> None:
+    """The flag mistakes that need no model loaded, found before TensorFlow is imported (which takes
+    seconds): conflicting model flags, a missing base path, a missing proto or token file.
+    The server checks the same things again when it is built from Python."""
+    from llmos_tf.errors import ConfigError
+
+    if args.model_config_file and (args.model_base_path or args.model_name):
+        raise ConfigError("give either --model_config_file or --model_name/--model_base_path, not both")
+    if not args.model_config_file:
+        base = pathlib.Path(args.model_base_path or DEFAULT_BASE_PATH)
+        if not base.is_dir():
+            where = "--model_base_path" if args.model_base_path else f"--model_base_path (default {DEFAULT_BASE_PATH})"
+            raise ConfigError(f"{where}: {base} is not a folder (expected <base>/<model>/<version>/saved_model.pb); "
+                              "export a run first: llmos export --run runs/<name> --model_base_path saved_models --name <name>")
+    for flag in ("model_config_file", "batching_parameters_file", "monitoring_config_file", "auth_token_file"):
+        value = getattr(args, flag)
+        if value and not pathlib.Path(value).is_file():
+            raise ConfigError(f"--{flag}: {value} does not exist")
+    if args.batching_parameters_file and not args.enable_batching:
+        raise ConfigError("--batching_parameters_file needs --enable_batching")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Start the server, print the ready line, block until SIGTERM/SIGINT, drain, return 0."""
+    check_serve_flags(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     from llmos_tf.serving.server import ModelServer
 
