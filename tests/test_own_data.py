@@ -5,11 +5,13 @@
    file is not inherited (one info line says so) and validation is carved from it.
 2. A run with ``data.label_names`` over 0/1 values (SST-2's layout) answers the names
    everywhere: ``labels.txt``, the model card, evaluation, and the exported SavedModel's
-   ``serving_default`` loaded by plain TensorFlow.
+   ``serving_default`` loaded by plain TensorFlow; and the version's card round-trips
+   through the recovery of a run folder from a published version.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
@@ -57,7 +59,10 @@ def named_run(tmp_path_factory):
     train.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows), encoding="utf-8")
     config = root / "named.yaml"
     config.write_text(tiny_config_text(train, root / "runs", name="named", epochs=4))
-    assert main(["train", str(config), "--set", "data.label_names={0: negative, 1: positive}"]) == 0
+    argv = ["train", str(config), "--set", "data.label_names={0: negative, 1: positive}"]
+    with pytest.MonkeyPatch.context() as patch:  # the card's training_command is sys.argv, as from a shell
+        patch.setattr(sys, "argv", ["llmos", *argv])
+        assert main(argv) == 0
     base = root / "saved_models"
     assert main(["export", "--run", str(root / "runs" / "named"), "--model_base_path", str(base), "--name", "named"]) == 0
     return {"run_dir": root / "runs" / "named", "version": base / "named" / "1", "train": train}
@@ -86,3 +91,30 @@ def test_evaluate_reads_the_files_values_through_the_names(named_run, capsys):
     result = json.loads(capsys.readouterr().out.strip())
     assert set(result["per_class"]) == {"negative", "positive"} and result["examples"] == 240
     assert result["accuracy"] >= 0.8
+
+
+
+def test_a_card_with_label_names_round_trips_through_recovery(named_run):
+    """What the lead's recovery reads from a version (card, labels.txt, config from the training command)
+    agrees with itself: the config rebuilt from the card names the labels the card lists, in the same order."""
+    from llmos_tf.compression.recovery import _version_facts
+    from llmos_tf.data.prepare import prepare_classification_data
+
+    card, labels, cfg = _version_facts(named_run["version"], "/")
+    assert card["training_command"].endswith("--set 'data.label_names={0: negative, 1: positive}'")
+    assert labels == card["labels"] == ["negative", "positive"]
+    assert cfg.data.label_names == {"0": "negative", "1": "positive"}
+    assert prepare_classification_data(cfg.data, cfg.seed).labels.names == labels
+
+
+def test_a_run_from_before_label_names_still_evaluates_under_a_named_config(named_run):
+    """A version published before its config named the labels answers ``0``/``1``; rebuilt as a run with
+    today's config (label_names set), it still reads the file's 0/1 as its own labels."""
+    from llmos_tf.data.labels import LabelMap
+    from llmos_tf.training.trained_run import TrainedRun
+
+    named = TrainedRun.load(named_run["run_dir"])
+    old = TrainedRun(named.run_dir, named.config, named.model, named.vocabulary, LabelMap(["0", "1"]), {})
+    assert old.config.data.label_names == {"0": "negative", "1": "positive"}
+    assert old.predict(["the film was wonderful and lovely"])["label"].tolist() == ["1"]
+    assert old.evaluate(named_run["train"])["accuracy"] == named.evaluate(named_run["train"])["accuracy"] >= 0.8
