@@ -126,12 +126,20 @@ def quiet() -> bool:
 
 
 def set_verbose(verbose: bool) -> None:
-    """``--verbose``: let TensorFlow print its logs (or silence them again).
+    """The ``llmos`` command's ``--verbose``: let TensorFlow print its logs, or keep them quiet.
 
-    Takes effect only before TensorFlow is imported, and never overrides a
-    ``TF_CPP_MIN_LOG_LEVEL`` the user set in the environment.
+    Quiet also raises TensorFlow's Python logger to ERROR, so warnings meant for
+    TensorFlow developers ("Callback method ... is slow compared to the batch
+    time" on tiny batches) stay out of a user's terminal; the command's own
+    messages and Python ``warnings`` are not affected. Only the CLI calls this:
+    importing :mod:`llmos_tf` in a notebook leaves the host's loggers alone. The
+    C++ part takes effect only before TensorFlow is imported; none of it overrides
+    a ``TF_CPP_MIN_LOG_LEVEL`` the user set in the environment.
     """
     if USER_LOG_LEVEL is not None:
         return
+    import logging
+
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else QUIET_LOG_LEVEL
     _HOOK.active = not verbose
+    logging.getLogger("tensorflow").setLevel(logging.NOTSET if verbose else logging.ERROR)

@@ -231,6 +231,14 @@ def _cmd_train(args) -> int:
     from llmos_tf.training.trainer import train
 
     result = train(cfg, overwrite=args.overwrite, strategy=args.strategy, tpu=args.tpu, command="llmos " + shlex.join(sys.argv[1:]), profile=args.profile)
+    print()
+    print(_table(train_summary_rows(result), "training finished"))
+    return 0
+
+
+def train_summary_rows(result) -> list[tuple[str, Any]]:
+    """The table ``llmos train`` ends with (``result``: a :class:`~llmos_tf.training.trainer.TrainResult`);
+    its commands are ones that work as shown, wherever ``llmos`` does."""
     val = result.metrics["validation"]
     data = result.info.get("data", {})
     rows = [
@@ -261,9 +269,7 @@ def _cmd_train(args) -> int:
         # `tensorboard` itself is only on PATH inside the venv; `llmos tensorboard` works wherever llmos does
         ("tensorboard", f"llmos tensorboard --logdir {shlex.quote(str(result.run_dir.parent))}"),
     ]
-    print()
-    print(_table(rows, "training finished"))
-    return 0
+    return rows
 
 
 # -- evaluate ------------------------------------------------------------
@@ -500,7 +506,7 @@ def _predict_server(args) -> int:
 # -- sample data ---------------------------------------------------------
 def _add_sample_data(sub) -> None:
     p = sub.add_parser("sample-data", help="write the project's small offline sample data sets", description="Write the sample data sets used by the demo, the notebooks and the tests.")
-    p.add_argument("--out", default="data/sample", help="output folder")
+    p.add_argument("--out", default="data/sample", help="folder to write the sample data sets into")
     p.add_argument("--seed", type=int, default=0, help="random seed of the generated sentences (same seed, same files)")
     p.set_defaults(func=_cmd_sample_data)
 

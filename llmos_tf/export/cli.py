@@ -26,7 +26,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="finished run folder")
     p.add_argument("--model_base_path", default="saved_models", help="TF Serving model base path (default: saved_models)")
     p.add_argument("--name", required=True, help="model name (the folder under the base path)")
-    p.add_argument("--version", type=int, help="version number (default: next free)")
+    p.add_argument("--version", type=int, help="version number to write, the folder under <base>/<name>/ (default: the next free number)")
     p.add_argument("--force", action="store_true", help="overwrite an existing version")
     p.add_argument("--label", dest="labels", action="append", default=[], metavar="LABEL",
                    help="point this version label at the new version in <model_base_path>/models.config (repeatable)")
