@@ -173,3 +173,19 @@ def test_a_config_without_other_data_prints_nothing(capsys):
     cfg = config_from_dict({"data": {"train": "a.csv"}}, ["data.train=b.csv"])
     assert cfg.data.train == "b.csv"
     assert capsys.readouterr().err == ""
+
+
+def test_multitask_heads_name_their_own_labels(numeric_files, tmp_path):
+    from llmos_tf.training.multitask_heads import prepare_heads
+
+    other = write_csv(tmp_path / "topic.csv", [(f"text number {i}", "a" if i % 2 else "b") for i in range(40)])
+    sentiment = {"name": "sentiment", "train": str(numeric_files["train"]), "text_column": "sentence",
+                 "label_column": "score", "label_names": {0: "negative", 1: "positive"}}
+    tree = {"task": "multitask", "model": {"architecture": "bert"}, "training": {"monitor": "val_score"},
+            "heads": [sentiment, {"name": "topic", "train": str(other)}]}
+    heads = prepare_heads(config_from_dict(tree))
+    assert [h.labels.names for h in heads] == [["negative", "positive"], ["a", "b"]]
+    assert set(heads[0].data.validation["label"]) == {"negative", "positive"}
+    tree["heads"][1]["label_names"] = {"c": "sea"}
+    with pytest.raises(ConfigError, match=r"^heads\[1\]\.label_names: 'c' is not a label value of .*topic.csv"):
+        prepare_heads(config_from_dict(tree))
