@@ -9,10 +9,10 @@ input projections, done as ``T`` small matmuls instead of one large one.
 :func:`bidirectional_lstm` computes the same outputs (``merge_mode="concat"``,
 ``return_sequences=True``) differently:
 
-* the input projections of all steps and both directions are one matmul per
-  direction over ``[T * B, D]``, before the loop;
+* the input projections of all steps and both directions are one batched
+  matmul ``[2, B * T, D] x [2, D, 4H]``, before the loop;
 * the backward direction reverses each sequence *within its length*
-  (``tf.reverse_sequence``), so both directions run forward over right-padded
+  (a gather), so both directions run forward over right-padded
   rows and need no mask inside the loop: a padded step only ever follows the
   valid ones, and its (unused) output is zeroed afterwards, as Keras does;
 * one ``while`` loop steps both directions together with one batched matmul
@@ -81,30 +81,32 @@ def bidirectional_lstm(layer: Any, inputs: tf.Tensor, mask: tf.Tensor | None = N
     depth = int(inputs.shape[-1])
     matmul_dtype = tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32
 
-    def project(sequence: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-        time_major = tf.reshape(tf.transpose(sequence, [1, 0, 2]), [-1, depth])
-        z = tf.matmul(tf.cast(time_major, matmul_dtype), tf.cast(kernel, matmul_dtype))
-        return tf.reshape(tf.cast(z, tf.float32) + bias, [steps, batch, 4 * units])
-
-    reversed_inputs = tf.reverse_sequence(inputs, lengths, seq_axis=1, batch_axis=0)
-    projected = tf.stack([project(inputs, w_f, b_f), project(reversed_inputs, w_b, b_b)], axis=1)  # [T, 2, B, 4H]
+    # Each row reversed within its length, as a gather (ReverseSequence profiled 10x slower here).
+    positions = tf.range(steps)[None, :]
+    reverse_index = tf.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions)  # [B, T]
+    reversed_inputs = tf.gather(inputs, reverse_index, batch_dims=1)
+    # Input projections of both directions and all steps: one batched matmul [2, T*B, D] x [2, D, 4H],
+    # time-major so that a step reads one contiguous [B, 4H] block per direction.
+    both = tf.transpose(tf.cast(tf.stack([inputs, reversed_inputs]), matmul_dtype), [0, 2, 1, 3])
+    kernels = tf.cast(tf.stack([w_f, w_b]), matmul_dtype)
+    projected = tf.cast(tf.matmul(tf.reshape(both, [2, -1, depth]), kernels), tf.float32) + tf.stack([b_f, b_b])[:, None, :]
+    projected = tf.reshape(projected, [2, steps, batch, 4 * units])
     recurrent = tf.cast(tf.stack([u_f, u_b]), matmul_dtype)  # [2, H, 4H]
 
-    steps_in = tf.TensorArray(tf.float32, size=steps).unstack(projected)
     steps_out = tf.TensorArray(tf.float32, size=steps)
     zeros = tf.zeros([2, batch, units])
 
     def step(t, h, c, out):
-        z = steps_in.read(t) + tf.cast(tf.matmul(tf.cast(h, matmul_dtype), recurrent), tf.float32)
+        z = projected[:, t] + tf.cast(tf.matmul(tf.cast(h, matmul_dtype), recurrent), tf.float32)
         i, f, g, o = tf.split(z, 4, axis=-1)  # Keras' gate order
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
         return t + 1, h, c, out.write(t, h)
 
     _, _, _, steps_out = tf.while_loop(lambda t, *_: t < steps, step, (tf.constant(0), zeros, zeros, steps_out))
-    outputs = steps_out.stack()  # [T, 2, B, H]
-    forward = tf.transpose(outputs[:, 0], [1, 0, 2])
-    backward = tf.reverse_sequence(tf.transpose(outputs[:, 1], [1, 0, 2]), lengths, seq_axis=1, batch_axis=0)
+    outputs = tf.transpose(steps_out.stack(), [1, 2, 0, 3])  # [2, B, T, H]
+    forward = outputs[0]
+    backward = tf.gather(outputs[1], reverse_index, batch_dims=1)
     merged = tf.concat([forward, backward], axis=-1)
     valid = tf.sequence_mask(lengths, steps, dtype=tf.float32)[:, :, None]
     return merged * valid  # Keras' zero_output_for_mask: padded steps are 0
