@@ -21,6 +21,17 @@ and checks the rebuilt model answers exactly as before.
 
     .venv/bin/python scripts/rebuild_reference_versions.py --model_base_path saved_models \\
         --keep_tflite sst2_bert/3 --embedding_bits 4 --compact_float banking77_bilstm/1
+
+``--from_base DIR`` reads the TFLite-only versions from another base (e.g. an older
+commit's ``saved_models`` checked out with ``git archive``) and ``--rename OLD=NEW``
+publishes one under another name/version; labels of a version whose config now has
+``data.label_names`` become the names. The SST-2 versions were rebuilt that way, the
+distilled BiLSTM moving from ``sst2_bert/2`` to ``sst2_bilstm_distilled/1``::
+
+    git archive aab3030^ saved_models/sst2_bert | tar -x -C /tmp/old
+    .venv/bin/python scripts/rebuild_reference_versions.py --model_base_path saved_models \\
+        --from_base /tmp/old/saved_models --embedding_bits 4 --keep_tflite sst2_bert/3 \\
+        --rename sst2_bert/2=sst2_bilstm_distilled/1 --lstm_matmul_dtype bfloat16
 """
 from __future__ import annotations
 
@@ -57,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedding_bits", type=int, choices=(8, 4), default=8,
                         help="bits per value of vocabulary tables in the SavedModel (4: a float16 scale per 64 values)")
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME/VERSION", help="rebuild just these")
+    parser.add_argument("--from_base", help="read TFLite-only versions from this base (default: --model_base_path)")
+    parser.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW",
+                        help="publish NAME/VERSION OLD as NAME/VERSION NEW (e.g. sst2_bert/2=sst2_bilstm_distilled/1)")
+    parser.add_argument("--lstm_matmul_dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="matmul precision of the fused BiLSTM graph (bfloat16: for CPUs with AVX512-BF16/AMX)")
     parser.add_argument("--work_dir", help="where recovered run folders go (default: a temporary folder)")
     parser.add_argument("--no_score", action="store_true", help="skip scoring on the validation data")
     args = parser.parse_args(argv)
@@ -69,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     from llmos_tf.training.trained_tagger import TrainedTagger
 
     base = pathlib.Path(args.model_base_path)
+    source = pathlib.Path(args.from_base or base)
+    renames = dict(item.split("=", 1) for item in args.rename)
     work = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix="llmos-rebuild-"))
     rows = []
-    todo = [(v, True) for v in tflite_only_versions(base)] + [(base / key, False) for key in args.compact_float]
+    todo = [(v, True) for v in tflite_only_versions(source)] + [(base / key, False) for key in args.compact_float]
     for version_dir, from_tflite in todo:
         key = f"{version_dir.parent.name}/{version_dir.name}"
         if args.only is not None and key not in args.only:
             continue
+        target = base / renames.get(key, key)
         print(f"{key}: recovering the run from {TFLITE_FILE if from_tflite else 'the SavedModel'} ...", flush=True)
         run_dir = work / key.replace("/", "_")
         facts = recover_run(version_dir, run_dir) if from_tflite else recover_float_run(version_dir, run_dir)
@@ -86,14 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         weights = "int8" if from_tflite else "float32"
         compression = {**old_card.get("compression", {}), "savedmodel_weights": weights} if from_tflite else old_card.get("compression")
         tflite = (version_dir / TFLITE_FILE).read_bytes() if from_tflite and key in args.keep_tflite else None
-        staged = export_model(run, run.model, staging, version_dir.parent.name, version=int(version_dir.name),
+        staged = export_model(run, run.model, staging, target.parent.name, version=int(target.name),
                               compression=compression, tflite=tflite, weights=weights,
-                              embedding_bits=args.embedding_bits if from_tflite else 8, command="python scripts/rebuild_reference_versions.py " + " ".join(sys.argv[1:]))
+                              embedding_bits=args.embedding_bits if from_tflite else 8,
+                              lstm_matmul_dtype=args.lstm_matmul_dtype, command="python scripts/rebuild_reference_versions.py " + " ".join(sys.argv[1:]))
         card = json.loads((staged / "assets" / "llmos.json").read_text(encoding="utf-8"))
         for field in ("training_command", "export_command", "run", "created_at", "version_labels", "metrics", "data",
                       "data_fingerprint", "parameters"):
             if field in old_card:
                 card[field] = old_card[field]
+        if target != version_dir:
+            card["renamed_from"] = key
         card["rebuilt"] = {"from": "model.tflite of the TFLite-only version" if from_tflite else "the version's own SavedModel",
                            "command": card.pop("export_command", None), **facts, "tflite_kept": tflite is not None}
         card["export_command"] = old_card.get("export_command")
@@ -113,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # data files absent on this machine: rebuild without scores
                 print(f"{key}: not scored ({err})", file=sys.stderr)
         (staged / "assets" / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-        with staged_version(version_dir.parent, version_dir, force=True) as tmp:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with staged_version(target.parent, target, force=True) as tmp:
             shutil.copytree(staged, tmp, dirs_exist_ok=True)
-        row["mb"] = folder_mb(version_dir)
+        if target != version_dir and version_dir.is_relative_to(base):
+            shutil.rmtree(version_dir)  # moved: the old name/version is gone from the base
+        row["version"] = renames.get(key, key)
+        row["mb"] = folder_mb(target)
         rows.append(row)
-        print(f"{key}: rebuilt ({row['mb']:.1f} MB)", flush=True)
+        print(f"{row['version']}: rebuilt from {key} ({row['mb']:.1f} MB)", flush=True)
     print(f"\n{'version':18s} {'card':>7s} {'tflite':>7s} {'savedmodel':>10s} {'MB':>6s}")
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731

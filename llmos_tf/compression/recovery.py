@@ -223,10 +223,19 @@ def _check_against_tflite(model: tf_keras.Model, version_dir: pathlib.Path, text
 
 
 def _version_facts(version_dir: pathlib.Path, configs_root: str | pathlib.Path):
-    """(model card, label names, run config) of a published version."""
+    """(model card, label names, run config) of a published version.
+
+    A version published before ``data.label_names`` existed answers the raw label
+    values; when the config now names every one of them, the recovered run takes the
+    names (same ids, same order), so its next export answers ``negative``/``positive``.
+    """
     card = json.loads((version_dir / "assets" / "llmos.json").read_text(encoding="utf-8"))
     labels = [line for line in (version_dir / "assets" / "labels.txt").read_text(encoding="utf-8").splitlines() if line]
-    return card, labels, config_from_card(card, pathlib.Path(configs_root))
+    cfg = config_from_card(card, pathlib.Path(configs_root))
+    names = getattr(cfg.data, "label_names", None) or {}
+    if names and all(label in names for label in labels):
+        labels = [names[label] for label in labels]
+    return card, labels, cfg
 
 
 def _write_run(run_dir: pathlib.Path, cfg, vocabulary: list[str], labels: list[str], model, card: dict[str, Any],
