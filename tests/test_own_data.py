@@ -77,6 +77,7 @@ def test_named_run_labels_and_card(named_run):
     assert (version / "assets" / "labels.txt").read_text().split() == ["negative", "positive"]
     card = json.loads((version / "assets" / "llmos.json").read_text())
     assert card["labels"] == ["negative", "positive"]
+    assert card["label_names"] == {"0": "negative", "1": "positive"}  # a client with 0/1 gold labels can match the answers
 
 
 def test_named_savedmodel_answers_names_with_plain_tensorflow(named_run):

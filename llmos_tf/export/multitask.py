@@ -105,6 +105,7 @@ def multitask_card(run, name: str, version: int, command: str | None) -> dict[st
     info = run.info
     first = next(iter(run.heads))
     validation = info.get("metrics", {}).get("validation", {})
+    names = {h.name: h.label_names for h in run.config.heads if h.label_names} if run.config is not None else {}
     return {
         "name": name,
         "version": version,
@@ -117,6 +118,7 @@ def multitask_card(run, name: str, version: int, command: str | None) -> dict[st
                 "task": run.tasks[head],
                 "outputs": list(OUTPUTS[run.tasks[head]]),
                 "labels": labels.names,
+                **({"label_names": names[head]} if head in names else {}),
                 "labels_file": f"labels_{head}.txt",
                 "metrics": validation.get(head, {}),
             }

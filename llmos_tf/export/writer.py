@@ -46,13 +46,21 @@ def write_warmup_requests(version_dir: pathlib.Path, model_name: str, texts: Seq
 
 
 def model_card(run, name: str, version: int, command: str | None, compression: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``assets/llmos.json``: what the version is, how it was made and how well it does.
+
+    ``label_names`` (label value -> name, from the run's ``data.label_names``) is there when the
+    labels were named, so a client holding a file of ``0``/``1`` can match the ``negative``/``positive``
+    the version answers.
+    """
     info = run.info
+    names = getattr(getattr(getattr(run, "config", None), "data", None), "label_names", None)
     return {
         "name": name,
         "version": version,
         "task": info.get("task", "classification"),
         "signature": "serving_default: text -> probabilities, label, class_id",
         "labels": run.labels.names,
+        **({"label_names": dict(names)} if names else {}),
         "metrics": info.get("metrics", {}),
         "data_fingerprint": info.get("data", {}).get("fingerprint"),
         "data": info.get("data", {}),

@@ -189,3 +189,19 @@ def test_multitask_heads_name_their_own_labels(numeric_files, tmp_path):
     tree["heads"][1]["label_names"] = {"c": "sea"}
     with pytest.raises(ConfigError, match=r"^heads\[1\]\.label_names: 'c' is not a label value of .*topic.csv"):
         prepare_heads(config_from_dict(tree))
+
+
+def test_multitask_card_carries_each_heads_label_names():
+    from types import SimpleNamespace
+
+    from llmos_tf.config import HeadConfig
+    from llmos_tf.export.multitask import multitask_card
+
+    config = SimpleNamespace(model={"architecture": "bert"}, heads=[
+        HeadConfig(name="sentiment", label_names={"0": "negative", "1": "positive"}), HeadConfig(name="topic")])
+    run = SimpleNamespace(info={}, heads={"sentiment": LabelMap(["negative", "positive"]), "topic": LabelMap(["a", "b"])},
+                          tasks={"sentiment": "classification", "topic": "classification"}, config=config, max_length=16,
+                          text_encoder=lambda: SimpleNamespace(vocabulary=["[PAD]"]), run_dir="runs/mt")
+    heads = multitask_card(run, "mt", 1, None)["heads"]
+    assert heads["sentiment"]["label_names"] == {"0": "negative", "1": "positive"}
+    assert "label_names" not in heads["topic"]
