@@ -48,9 +48,11 @@ def make_bert_tokenizer(vocabulary: Sequence[str], *, lowercase: bool = True,
     if missing:
         raise CheckpointError(f"BERT vocabulary lacks special token(s) {missing} "
                               f"(it has {len(vocabulary)} tokens, first {vocabulary[:5]})")
-    return keras_hub.tokenizers.BertTokenizer(
+    from llmos_tf.text.wordpiece import without_detokenization
+
+    return without_detokenization(keras_hub.tokenizers.BertTokenizer(
         vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents, dtype="int32",
-        _allow_python_workflow=False)  # tensorflow-text ops also in eager mode
+        _allow_python_workflow=False))  # tensorflow-text ops also in eager mode
 
 
 def detect_lowercase(vocabulary: Sequence[str]) -> bool:
