@@ -55,6 +55,23 @@ def tflite_only_versions(base: pathlib.Path) -> list[pathlib.Path]:
     return found
 
 
+def _renamed(predict, version_dir: pathlib.Path, run):
+    """The old version's answers in the rebuilt run's label names (a version from before ``data.label_names``)."""
+    labels_file = version_dir / "assets" / "labels.txt"
+    if not labels_file.is_file():  # a tagger: its tags are in the graph
+        return predict
+    old = [line for line in labels_file.read_text(encoding="utf-8").splitlines() if line]
+    names = dict(zip(old, getattr(getattr(run, "labels", None), "names", old)))
+
+    def answer(texts):
+        out = dict(predict(texts))
+        if "label" in out:
+            out["label"] = [names.get(x.decode("utf-8") if isinstance(x, bytes) else str(x), x) for x in out["label"]]
+        return out
+
+    return answer
+
+
 def folder_mb(path: pathlib.Path, exclude: tuple[str, ...] = ()) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name not in exclude) / 1e6
 
@@ -126,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 tagger = isinstance(run, TrainedTagger)
                 metric = "entity_f1" if tagger else "accuracy"
                 row["card"] = old_card.get("metrics", {}).get("validation", {}).get(metric)
-                row["tflite"] = score(tagger, _serving_function(version_dir, tflite=True), data) if from_tflite else None
+                row["tflite"] = score(tagger, _renamed(_serving_function(version_dir, tflite=True), version_dir, run),
+                                      data) if from_tflite else None
                 row["savedmodel"] = score(tagger, _serving_function(staged, tflite=False), data)
                 card["rebuilt"].update({"metric": metric, "examples": len(data.texts), "tflite_metric": row["tflite"],
                                         "savedmodel_metric": row["savedmodel"]})

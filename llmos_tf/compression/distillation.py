@@ -259,6 +259,10 @@ def distill(teacher_source: str | pathlib.Path, cfg, *, loss: str = "kl", temper
     teacher = Teacher(teacher_source)
     tf_keras.utils.set_random_seed(cfg.seed)
     data = prepare_classification_data(cfg.data, cfg.seed)
+    names = cfg.data.label_names or {}
+    if names and set(teacher.label_names) <= set(names) and not set(teacher.label_names) & set(data.labels.names):
+        # a teacher trained before data.label_names answers the raw values: same ids, the student's names
+        teacher.label_names = [names[label] for label in teacher.label_names]
     unknown = sorted(set(data.labels.names) - set(teacher.label_names))
     if unknown:
         raise ConfigError(f"--student data has labels the teacher does not know: {', '.join(unknown[:10])}; teacher labels: "

@@ -46,3 +46,22 @@ def test_mse_loss_and_bad_options(trained_run, tiny_data, tmp_path):
         distill(tmp_path, cfg)
     result = distill(trained_run, cfg, loss="mse", alpha=0.0, verbose=0, say=lambda *_: None)
     assert result.history["distill_loss"][-1] < result.history["distill_loss"][0]
+
+
+def test_a_teacher_from_before_label_names_teaches_a_named_student(trained_run, tmp_path):
+    """A teacher answering the raw values ``0``/``1`` and a student config naming them: the names line up by value."""
+    import shutil
+
+    from llmos_tf.compression.distillation import distill
+    from llmos_tf.config import config_from_dict
+    from tests.conftest import make_sentiment_rows, tiny_config_text, write_csv
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained_run, teacher)
+    (teacher / "labels.txt").write_text("0\n1\n", encoding="utf-8")  # ids as before: 0 = negative, 1 = positive
+    rows = [(text, {"negative": "0", "positive": "1"}[label]) for text, label in make_sentiment_rows(120, seed=5)]
+    train = write_csv(tmp_path / "numbered.csv", rows)
+    cfg = config_from_dict(yaml.safe_load(tiny_config_text(train, tmp_path, name="named_student", epochs=1)),
+                           ["data.label_names={0: negative, 1: positive}"])
+    result = distill(teacher, cfg, verbose=0, say=lambda *_: None)
+    assert result.info["labels"] == ["negative", "positive"]
