@@ -202,8 +202,17 @@ class Run:
         return self._loaded
 
     def predict(self, texts: str | Sequence[str], head: str | None = None) -> pd.DataFrame:
-        """Classifiers: ``text, label, probability``; taggers: ``text, tokens, tags, entities``."""
+        """Classifiers: ``text, label, probability``; taggers: ``text, tokens, tags, entities``.
+
+        An empty (or whitespace-only) text still gets an answer, from no words at all; a
+        ``UserWarning`` says which, as ``llmos predict`` does on stderr."""
         texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            import warnings
+
+            warnings.warn(f"text(s) at position {', '.join(map(str, empty[:10]))} are empty: the model answers anyway, "
+                          "from no words at all, so those labels mean nothing", UserWarning, stacklevel=2)
         if self.task == "multitask":
             return self.model.predict(texts, head)
         return self.model.predict(texts)

@@ -399,8 +399,6 @@ def _add_predict(sub) -> None:
 
 def _gather_texts(args, ref: ModelRef | None, run_config=None) -> list[str]:
     """Texts from the command line and ``--data``; warns about empty ones on stderr."""
-    from llmos_tf.errors import LlmosError
-
     texts = list(args.texts)
     if args.data:
         tagger = ref is not None and ref.task == "ner"
@@ -409,6 +407,13 @@ def _gather_texts(args, ref: ModelRef | None, run_config=None) -> list[str]:
         else:
             default = run_config.data.text_column if run_config is not None else None
             texts += _read_table(args.data, args.text_column or default, None, labelled=False)["text"].tolist()
+    return _checked_texts(texts)
+
+
+def _checked_texts(texts: list[str]) -> list[str]:
+    """At least one text; a warning on stderr for each empty one (the model would answer it confidently)."""
+    from llmos_tf.errors import LlmosError
+
     if not texts:
         raise LlmosError("predict: give texts as arguments or --data FILE")
     empty = [i for i, t in enumerate(texts, start=1) if not str(t).strip()]
@@ -440,10 +445,8 @@ def _cmd_predict(args) -> int:
         from llmos_tf.training.multitask import TrainedMultitask
 
         run = TrainedMultitask.load(ref.path)
-        texts = list(args.texts) + (run.read_unlabelled(args.data) if args.data else [])
-        args_texts, args.texts, args.data = args.texts, texts, None
-        frame = run.predict(_gather_texts(args, ref), args.head)
-        args.texts = args_texts
+        texts = _checked_texts(list(args.texts) + (run.read_unlabelled(args.data) if args.data else []))
+        frame = run.predict(texts, args.head)
     else:
         texts = _gather_texts(args, ref, run_config)
         frame = _load_predictor(ref, args.head).predict(texts)

@@ -274,3 +274,17 @@ def test_tables_fit_the_width_and_cut_long_texts():
     assert lines[2].endswith("negative        0.990")
     wide = fit_table(frame.iloc[[0]], width=200).splitlines()
     assert wide == ["text   label     probability", "short  positive        0.500"]  # nothing padded to a distant column
+
+
+def test_api_predict_warns_about_empty_texts(trained_run):
+    import warnings
+
+    import llmos_tf
+
+    run = llmos_tf.load_run(trained_run)
+    with pytest.warns(UserWarning, match=r"position 1 are empty"):
+        frame = run.predict(["a lovely film", " "])
+    assert len(frame) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.predict(["a lovely film"])
