@@ -24,7 +24,7 @@ from llmos_tf.cli import build_parser, main, resolve_model, train_summary_rows
 from llmos_tf.config import config_from_dict, load_config
 from llmos_tf.data.readers import read_labelled_table
 from llmos_tf.display import fit_table
-from llmos_tf.errors import ConfigError, MissingColumnError, RunError
+from llmos_tf.errors import ConfigError, DataError, MissingColumnError, RunError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXPORT = REPO / "saved_models" / "banking77_bilstm" / "1"
@@ -288,3 +288,36 @@ def test_api_predict_warns_about_empty_texts(trained_run):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run.predict(["a lovely film"])
+
+
+class _FakeServable:
+    """A servable answering 'positive' for texts with 'good', for the label bookkeeping of LocalSavedModel."""
+
+    def __init__(self, card):
+        self.card = card
+        self.path = pathlib.Path("fake/1")
+        self.outputs = {"serving_default": {"probabilities": None, "label": None, "class_id": None}}
+
+    def labels_for(self, signature):
+        return ["negative", "positive"]
+
+    def run(self, signature, inputs):
+        import numpy as np
+
+        good = np.array([b"good" in t for t in inputs["text"]])
+        return {"probabilities": np.stack([~good, good], axis=1).astype("float32"),
+                "label": np.where(good, b"positive", b"negative")}
+
+
+@pytest.mark.parametrize("card", [{"label_names": {"0": "negative", "1": "positive"}},
+                                  {"heads": {"sentiment": {"label_names": {"0": "negative", "1": "positive"}}}}])
+def test_export_evaluation_reads_label_values_through_the_cards_names(tmp_path, card):
+    from llmos_tf.serving.local import LocalSavedModel
+
+    data = tmp_path / "sst.tsv"
+    data.write_text("sentence\tlabel\na good film\t1\na bad film\t0\ngood grief\t0\n", encoding="utf-8")
+    model = LocalSavedModel(_FakeServable(card))
+    metrics = model.evaluate_table(read_labelled_table(data))
+    assert metrics["examples"] == 3 and metrics["accuracy"] == pytest.approx(2 / 3) and metrics["labels"] == ["negative", "positive"]
+    with pytest.raises(DataError, match=r"sst.tsv, line 2: label '1' was never seen"):  # no names: the values are unknown
+        LocalSavedModel(_FakeServable({})).evaluate_table(read_labelled_table(data))

@@ -139,6 +139,16 @@ class LocalSavedModel:
             tags.append((got + ["O"] * len(words))[: len(words)])
         return tags
 
+    def card_label_names(self) -> dict[str, str] | None:
+        """The model card's ``label_names`` (value -> name) for this signature: the card's own, or for a
+        multitask export its head's (``serving_default`` is the first head)."""
+        card = self.servable.card
+        heads = card.get("heads")
+        if isinstance(heads, dict) and heads:
+            head = self.signature if self.signature in heads else next(iter(heads))
+            return (heads.get(head) or {}).get("label_names")
+        return card.get("label_names")
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._run([str(t) for t in texts])["probabilities"])
 
@@ -153,7 +163,7 @@ class LocalSavedModel:
         from llmos_tf.training.evaluation import classification_metrics
 
         labels = LabelMap(self.label_names)
-        names = label_names if label_names is not None else self.servable.card.get("label_names")
+        names = label_names if label_names is not None else self.card_label_names()
         y_true = labels.encode(frame["label"].tolist(), path=frame.attrs.get("path"), lines=frame["line"].tolist(), names=names or None)
         if not len(frame):
             raise DataError(f"{frame.attrs.get('path', 'data')}: no examples")
