@@ -321,3 +321,23 @@ def test_export_evaluation_reads_label_values_through_the_cards_names(tmp_path, 
     assert metrics["examples"] == 3 and metrics["accuracy"] == pytest.approx(2 / 3) and metrics["labels"] == ["negative", "positive"]
     with pytest.raises(DataError, match=r"sst.tsv, line 2: label '1' was never seen"):  # no names: the values are unknown
         LocalSavedModel(_FakeServable({})).evaluate_table(read_labelled_table(data))
+
+
+def test_predict_and_evaluate_on_a_tagger_export(tmp_path, capsys):
+    """conll03_ner's serving_default returns tags and token_count: predict prints a tag per word, evaluate reads CoNLL."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    export = REPO / "saved_models" / "conll03_ner" / "1"
+    sentences = ["EU rejects German call to boycott British lamb .", "Peter Blackburn"]
+    assert main(["predict", "--model", str(export), "--json", *sentences]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    direct = tf.saved_model.load(str(export)).signatures["serving_default"](text=tf.constant(sentences))
+    for row, tags, count in zip(rows, direct["tags"].numpy(), direct["token_count"].numpy()):
+        assert row["tokens"] == row["text"].split() and row["tags"] == [t.decode() for t in tags[:count]]
+    data = _write(tmp_path / "gold.conll", "".join(f"{w} {t}\n" for w, t in zip(rows[0]["tokens"], rows[0]["tags"])) + "\n")
+    assert main(["evaluate", "--model", str(export), "--data", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == 1 and metrics["token_accuracy"] == 1.0  # gold = its own tags
+    assert main(["evaluate", "--model", str(export), "--data", str(data), "--text_column", "x"]) == 2
+    assert "is a tagger; it reads CoNLL files" in capsys.readouterr().err
