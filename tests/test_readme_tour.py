@@ -132,6 +132,7 @@ def _wait_http(url: str, process: subprocess.Popen, log: pathlib.Path) -> bytes:
             time.sleep(1)
 
 
+@pytest.mark.timeout(1200)  # ~3 min on two idle cores; allow for the rest of the suite on the same cores
 def test_readme_tour_runs(tmp_path):
     commands = tour_commands((ROOT / "README.md").read_text(encoding="utf-8"))
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
