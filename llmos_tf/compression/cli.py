@@ -149,7 +149,7 @@ def add_distill_parser(sub) -> None:
                   (an exported version folder works as teacher too)
             then, as for any run (distill itself publishes nothing; export does, where you point it):
               llmos evaluate --model runs/sst2_distilled --data ../shared/data/sst2/dev.tsv
-              llmos export --run runs/sst2_distilled --model_base_path saved_models --name sst2_bert --label distilled
+              llmos export --run runs/sst2_distilled --model_base_path saved_models --name sst2_bilstm_distilled --label distilled
             """
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

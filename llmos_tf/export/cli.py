@@ -17,7 +17,7 @@ def add_export_parser(sub) -> None:
             examples:
               llmos export --run runs/sample_bilstm --model_base_path saved_models --name sample
               llmos export --run runs/sst2_bilstm --name sst2_bilstm --version 2 --force
-              llmos export --run runs/sst2_distilled --name sst2_bert --label distilled
+              llmos export --run runs/sst2_distilled --name sst2_bilstm_distilled --label distilled
                   (clients then ask for version_label "distilled"; labels live in <base>/models.config)
             """
         ),
