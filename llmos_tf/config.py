@@ -2,7 +2,8 @@
 
 The schema is a tree of dataclasses, so a typo in the file or in a
 ``--set section.key=value`` override is caught before any work starts, with an
-error that names the bad key and lists the valid ones (spaCy-style). The
+error that names the bad key and lists the valid ones (spaCy-style; the
+checker is :mod:`llmos_tf.schema`, shared with the model registry). The
 ``model`` section is checked against the schema of the chosen architecture,
 which each architecture registers in :mod:`llmos_tf.models.registry`.
 
@@ -14,18 +15,18 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import pathlib
 import re
 import sys
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import yaml
 
 from llmos_tf.errors import ConfigError
+from llmos_tf.schema import build
+from llmos_tf.schema import did_you_mean  # noqa: F401  (re-exported: config.did_you_mean)
 
 
 @dataclass
@@ -141,84 +142,6 @@ def multitask_monitors(heads: Sequence[HeadConfig]) -> list[str]:
     if all(h.task == "classification" for h in heads):
         out += ["val_accuracy", "val_macro_f1"]
     return out + [f"val_{h.name}_{m}" for h in heads if h.task in HEAD_METRICS for m in HEAD_METRICS[h.task]]
-
-
-def _field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """`` (did you mean 'lstm_units'?)`` for the closest choice (difflib), or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check (and gently convert) ``value`` against a dataclass field type."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, where)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    return value
-
-
-def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    valid = _field_names(cls)
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in valid:
-            raise ConfigError(f"unknown config key '{path}'{did_you_mean(key, valid)}; valid keys{' in ' + where if where else ''}: {', '.join(valid)}",
-                              key=path)
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, path)
-        else:
-            kwargs[key] = _coerce(value, hint, path)
-    return cls(**kwargs)
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -358,7 +281,7 @@ def _blamed_override(err: ConfigError, overrides: list[str], keys: list[str]) ->
 
 
 def _validated(tree: dict[str, Any]) -> RunConfig:
-    cfg = _build(RunConfig, tree, "")
+    cfg = build(RunConfig, tree, "")
     cfg.data.label_names = _label_names(cfg.data.label_names, "data.label_names")
     for i, head in enumerate(cfg.heads):
         head.label_names = _label_names(head.label_names, f"heads[{i}].label_names")

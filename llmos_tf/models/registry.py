@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from llmos_tf.errors import ConfigError
+from llmos_tf.schema import build, did_you_mean
 
 
 @dataclass
@@ -75,20 +76,16 @@ def schema(name: str) -> type:
         return _REGISTRY[name].config_cls
     if name in BUILTIN_SCHEMAS:
         return BUILTIN_SCHEMAS[name]
-    from llmos_tf.config import did_you_mean
-
     valid = sorted(set(BUILTIN_SCHEMAS) | set(_REGISTRY))
     raise ConfigError(f"model.architecture: unknown architecture {name!r}{did_you_mean(name, valid)}; valid: {', '.join(valid)}")
 
 
 def validate_model_config(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check a ``model:`` mapping against its architecture; return it with defaults filled in."""
-    from llmos_tf.config import _build  # the same checker as the rest of the config
-
     values = dict(values or {})
     name = str(values.get("architecture", "bilstm"))
     values["architecture"] = name
-    cfg = _build(schema(name), values, "model")
+    cfg = build(schema(name), values, "model")  # the same checker as the rest of the config
     return dataclasses.asdict(cfg)
 
 
