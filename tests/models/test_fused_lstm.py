@@ -68,3 +68,19 @@ def test_bfloat16_matmuls_stay_close_to_float():
     assert np.abs(bf16_probs - float_probs).max() < 0.03
     with pytest.raises(ValueError, match="fused_lstm_dtype"):
         QuantizedModel(model, fused_lstm_dtype="float16")
+
+
+def test_export_cli_bfloat16_lstm_is_recorded_and_close_to_the_run(tmp_path, trained_run):
+    import json
+
+    from llmos_tf.cli import main
+    from llmos_tf.training.trained_run import TrainedRun
+
+    assert main(["export", "--run", str(trained_run), "--model_base_path", str(tmp_path), "--name", "bf16",
+                 "--lstm_matmul_dtype", "bfloat16"]) == 0
+    version = tmp_path / "bf16" / "1"
+    card = json.loads((version / "assets" / "llmos.json").read_text(encoding="utf-8"))
+    assert card["fused_lstm"] == {"layers": ["bilstm_1"], "compute_dtype": "bfloat16"}
+    texts = ["the film was wonderful and lovely", "the plot was dull and boring"]
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](text=tf.constant(texts))["probabilities"].numpy()
+    assert np.abs(served - TrainedRun.load(trained_run).predict_proba(texts)).max() < 0.02
