@@ -137,7 +137,7 @@ def representative_inputs(run, n: int) -> list[dict[str, np.ndarray]]:
 
 def model_inputs(run, texts) -> dict[str, np.ndarray]:
     """The model's inputs for raw texts, built by the run's own serving preprocessing."""
-    from llmos_tf.export.signatures import serving_module
+    from llmos_tf.export.writer import serving_module
 
     module = _module_cache.get(id(run))
     if module is None:

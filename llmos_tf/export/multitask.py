@@ -43,9 +43,9 @@ from llmos_tf._tf import tf, tf_keras
 from llmos_tf.data.labels import LabelMap
 from llmos_tf.errors import RunError
 from llmos_tf.export.layout import staged_version, version_target
+from llmos_tf.export.base import WARMUP_TEXTS, write_warmup_requests
 from llmos_tf.export.signatures import ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
-from llmos_tf.export.writer import WARMUP_TEXTS, write_warmup_requests
 
 DEFAULT_SIGNATURE = "serving_default"
 OUTPUTS = {"classification": ("probabilities", "label", "class_id"), "ner": ("tags", "token_count")}

@@ -20,10 +20,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from llmos_tf._tf import tf, tf_keras
-
-TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
-PREPROCESS = "preprocess"
-POSTPROCESS = "postprocess"
+from llmos_tf.export.base import POSTPROCESS, PREPROCESS, TEXT_SPEC  # noqa: F401  (re-exported: signatures.PREPROCESS)
 
 
 def _named(ids_or_features) -> dict[str, tf.Tensor]:
@@ -74,18 +71,3 @@ class ClassifierServingModule(tf.Module):
         if include_model:
             out["serving_default"] = self.serve
         return out
-
-
-def serving_module(run, model: tf_keras.Model | None = None, *, with_model: bool = True):
-    """The serving module of a loaded run (classifier or tagger), around ``model`` (default: the run's).
-
-    ``with_model=False`` gives only ``preprocess``/``postprocess`` (no weights): the
-    SavedModel half of a TFLite-only version."""
-    from llmos_tf.training.trained_tagger import TrainedTagger
-
-    model = (model if model is not None else run.model) if with_model else None
-    if isinstance(run, TrainedTagger):
-        from llmos_tf.export.tagger import TaggerServingModule
-
-        return TaggerServingModule(run.text_encoder(), model, run.labels.names)
-    return ClassifierServingModule(run.tokenizer(), model, run.labels.names, run.max_length, features=run.architecture.features)

@@ -22,8 +22,7 @@ from typing import Sequence
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
 from llmos_tf.export.layout import staged_version, version_target
-from llmos_tf.export.signatures import POSTPROCESS, PREPROCESS, TEXT_SPEC
-from llmos_tf.export.writer import model_card, write_warmup_requests
+from llmos_tf.export.base import POSTPROCESS, PREPROCESS, TEXT_SPEC, model_card, write_warmup_requests
 from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
 
 SIGNATURE = "serving_default: text -> tags, token_count"
