@@ -102,7 +102,7 @@ def add_compress_parser(sub) -> None:
 
 
 def _cmd_compress(args) -> int:
-    from llmos_tf.cli import resolve_model
+    from llmos_tf.model_ref import resolve_model
     from llmos_tf.errors import RunError
 
     ref = resolve_model(args.run, flag="--run")  # before TensorFlow: a wrong path answers at once
@@ -166,7 +166,7 @@ def add_distill_parser(sub) -> None:
 
 
 def _cmd_distill(args) -> int:
-    from llmos_tf.cli import resolve_model
+    from llmos_tf.model_ref import resolve_model
     from llmos_tf.config import load_config
 
     # before TensorFlow: a typo in the student config or a wrong teacher path answers at once

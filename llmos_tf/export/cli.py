@@ -37,7 +37,7 @@ def add_export_parser(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from llmos_tf.cli import resolve_model
+    from llmos_tf.model_ref import resolve_model
     from llmos_tf.errors import RunError
 
     ref = resolve_model(args.run, flag="--run")  # before TensorFlow: a wrong path answers at once
