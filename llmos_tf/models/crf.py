@@ -196,19 +196,22 @@ class CRFLoss(tf_keras.losses.Loss):
     :class:`CRF` layer's output. Dividing by the labelled tokens keeps the loss on the
     scale of the softmax tagger's per-token cross-entropy (same learning rates, same clipping).
     The layer is not serialized: compile a loaded model again with ``CRFLoss(find_crf(model))``.
+    The loss keeps only the layer's bound ``log_likelihood``: an attribute holding the layer
+    itself would make Keras' ``model.save`` file the layer's weights under ``loss/`` (it walks
+    the compiled loss before the layers) and ``load_model`` would then find none for the layer.
     """
 
     def __init__(self, crf: CRF | None = None, ignore_label: int = IGNORE_LABEL, name: str = "crf_negative_log_likelihood", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.crf = crf
+        self._log_likelihood = crf.log_likelihood if crf is not None else None
         self.ignore_label = int(ignore_label)
 
     def call(self, y_true, y_pred):
-        if self.crf is None:
+        if self._log_likelihood is None:
             raise ValueError("CRFLoss has no CRF layer: construct it as CRFLoss(find_crf(model))")
         y_true = tf.cast(y_true, tf.int32)
         mask = tf.not_equal(y_true, self.ignore_label)
-        nll = -self.crf.log_likelihood(log_probabilities(y_pred), tf.where(mask, y_true, 0), mask)
+        nll = -self._log_likelihood(log_probabilities(y_pred), tf.where(mask, y_true, 0), mask)
         return tf.reduce_sum(nll) / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32)), 1.0)
 
     def get_config(self):

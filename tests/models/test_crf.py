@@ -137,6 +137,18 @@ def test_training_learns_a_transition_rule():
     assert crf.transitions.numpy()[1, 2] > crf.transitions.numpy()[1, 1]
 
 
+def test_a_compiled_model_saves_and_loads_its_transitions(tmp_path):
+    """model.save walks the compiled loss first: the CRF's weights must still be filed under the layer."""
+    inputs = tf_keras.Input((None, K))
+    model = tf_keras.Model(inputs, CRF(K, name="crf")(inputs))
+    crf = find_crf(model)
+    crf.set_weights([TRANSITIONS, START, END])
+    model.compile(optimizer="adam", loss=CRFLoss(crf))
+    model.save(tmp_path / "compiled.keras")
+    loaded = tf_keras.models.load_model(tmp_path / "compiled.keras", compile=False)
+    np.testing.assert_array_equal(find_crf(loaded).transitions.numpy(), TRANSITIONS)
+
+
 def test_get_config_round_trip_and_saving(tmp_path):
     layer = CRF(4, name="crf")
     clone = CRF.from_config(layer.get_config())
