@@ -250,7 +250,7 @@ def distill(teacher_source: str | pathlib.Path, cfg, *, loss: str = "kl", temper
     from llmos_tf.training.callbacks import BestCheckpoint, ValidationReport, metric_mode
     from llmos_tf.training.evaluation import classification_metrics
     from llmos_tf.training.optimizers import build_optimizer
-    from llmos_tf.training.trainer import StartStep, _prepare_run_dir, _vocabulary, training_facts, write_hparams
+    from llmos_tf.training.run_folder import StartStep, prepare_run_dir, run_vocabulary, training_facts, write_hparams
 
     _check(loss, temperature, alpha, augment_copies)
     if cfg.task != "classification":
@@ -269,8 +269,8 @@ def distill(teacher_source: str | pathlib.Path, cfg, *, loss: str = "kl", temper
                           f"{', '.join(teacher.label_names[:10])}")
     labels = LabelMap(list(teacher.label_names))  # the student predicts in the teacher's label order
     arch = registry.get(cfg.architecture)
-    run_dir, _ = _prepare_run_dir(cfg, overwrite)
-    vocab = _vocabulary(cfg, data, run_dir, arch)
+    run_dir, _ = prepare_run_dir(cfg, overwrite)
+    vocab = run_vocabulary(cfg, data, run_dir, arch)
     labels.save(run_dir / artifacts.LABELS_FILE)
     model_cfg = registry.model_config(cfg.model)
     d = cfg.data

@@ -56,7 +56,7 @@ from llmos_tf.training.multitask_heads import (  # noqa: F401  (build_multitask_
     with_head,
 )
 from llmos_tf.training.optimizers import build_optimizer
-from llmos_tf.training.trainer import StartStep, TrainResult, _prepare_run_dir, training_facts, write_hparams
+from llmos_tf.training.run_folder import StartStep, TrainResult, prepare_run_dir, training_facts, write_hparams
 
 MULTITASK = "multitask"
 
@@ -75,7 +75,7 @@ def train_multitask(cfg: RunConfig, *, overwrite: bool = False, strategy: str = 
     tasks = {h.name: h.task for h in heads}
     model_cfg = registry.model_config(cfg.model)
     arch = registry.get("bert")
-    run_dir, resuming = _prepare_run_dir(cfg, overwrite)
+    run_dir, resuming = prepare_run_dir(cfg, overwrite)
 
     vocab_path = run_dir / artifacts.VOCAB_FILE
     if vocab_path.is_file():

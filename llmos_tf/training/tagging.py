@@ -48,7 +48,7 @@ from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, metr
 from llmos_tf.training.conlleval import conlleval
 from llmos_tf.training.distribute import resolve_strategy
 from llmos_tf.training.optimizers import build_optimizer
-from llmos_tf.training.trainer import StartStep, TrainResult, _hparams, _prepare_run_dir, training_facts
+from llmos_tf.training.run_folder import StartStep, TrainResult, flat_hparams, prepare_run_dir, training_facts
 
 NER_TASK = "ner"
 # what an NER run logs per epoch (training.monitor must be one of them)
@@ -396,7 +396,7 @@ def write_tagger_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
     """HParams dashboard entry, with the NER metrics."""
     from tensorboard.plugins.hparams import api as hp
 
-    values = _hparams(cfg)
+    values = flat_hparams(cfg)
     values["task"] = cfg.task
     with tf.summary.create_file_writer(str(run_dir)).as_default():
         hp.hparams_config(
@@ -444,7 +444,7 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
     tf_keras.utils.set_random_seed(cfg.seed)
     data = prepare_tagging_data(cfg.data, cfg.seed)
     model_cfg = registry.model_config(cfg.model)
-    run_dir, resuming = _prepare_run_dir(cfg, overwrite)
+    run_dir, resuming = prepare_run_dir(cfg, overwrite)
     vocab = _tagger_vocabulary(model_cfg, data, cfg, run_dir)
     data.labels.save(run_dir / artifacts.LABELS_FILE)
     tag_names = data.labels.names

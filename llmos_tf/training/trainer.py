@@ -11,22 +11,26 @@ Order of work (so that a bad input costs nothing and a killed run loses little):
    TensorBoard logging (scalars, learning rate, hparams, graph, confusion matrix);
 5. restore the best weights, evaluate, write ``model.keras`` and finally
    ``run.json`` (the completion marker).
+
+:func:`train` is the one place that picks the driver by ``task``: it trains
+classifiers itself and hands ``ner`` and ``multitask`` runs to
+:func:`~llmos_tf.training.tagging.train_tagger` and
+:func:`~llmos_tf.training.multitask.train_multitask`. The drivers share the
+run-folder skeleton of :mod:`llmos_tf.training.run_folder` and never import
+this module (no import cycle).
 """
 from __future__ import annotations
 
-import pathlib
-import shutil
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from llmos_tf._tf import tf, tf_keras
-from llmos_tf.config import RunConfig, dump_config
+from llmos_tf._tf import tf_keras
+from llmos_tf.config import RunConfig
 from llmos_tf.data.pipeline import BatchingPlan, count_batches, make_dataset, token_lengths
-from llmos_tf.data.prepare import PreparedData, prepare_classification_data
+from llmos_tf.data.prepare import prepare_classification_data
 from llmos_tf.errors import RunError
 from llmos_tf.models import registry
 from llmos_tf.training import artifacts
@@ -35,120 +39,8 @@ from llmos_tf.training.distribute import WorkerRole, describe_choice, resolve_st
 from llmos_tf.training.evaluation import classification_metrics
 from llmos_tf.training.optimizers import build_optimizer
 from llmos_tf.training.precision import loss_scaled, precision_policy
+from llmos_tf.training.run_folder import StartStep, TrainResult, prepare_run_dir, run_vocabulary, training_facts, write_hparams
 from llmos_tf.training.tensorboard_extras import EmbeddingProjector, profile_batches
-
-
-@dataclass
-class TrainResult:
-    run_dir: pathlib.Path
-    metrics: dict[str, Any]
-    info: dict[str, Any]
-    history: dict[str, list[float]]
-
-
-def training_facts(*, model, history, best, monitor: str, steps_per_epoch: int, replicas: int, resumed: bool,
-                   start_step: int, final_step: int, started: float, command: str | None) -> dict[str, Any]:
-    """The part of ``run.json`` every trainer (classifier, tagger) records the same way."""
-    return {
-        "best_epoch": best.best_epoch,
-        "monitor": {"name": monitor, "best": best.best},
-        "parameters": int(model.count_params()),
-        "epochs_run": len(history.history.get("loss", [])),
-        "steps_per_epoch": steps_per_epoch,
-        "replicas": replicas,
-        "resumed": resumed,
-        "resumed_from_step": start_step,
-        "initial_epoch": history.epoch[0] if history.epoch else None,  # > 0 when BackupAndRestore resumed a later epoch
-        "optimizer_steps": final_step,
-        "wall_time_seconds": round(time.time() - started, 1),
-        "command": command,
-        "tensorflow": tf.__version__,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
-class StartStep(tf_keras.callbacks.Callback):
-    """Remembers the optimizer step at which ``fit`` started (non-zero after a resume)."""
-
-    step = 0
-
-    def on_train_begin(self, logs=None):
-        self.step = int(self.model.optimizer.iterations.numpy())
-
-
-def _prepare_run_dir(cfg: RunConfig, overwrite: bool, role: WorkerRole | None = None) -> tuple[pathlib.Path, bool]:
-    """Return (run_dir, resuming); a non-chief worker gets its scratch folder and leaves the run folder to the chief."""
-    run_dir = cfg.run_dir
-    config_text = dump_config(cfg)
-    if role is not None and not role.is_chief:
-        if artifacts.is_finished(run_dir) and not overwrite:  # the chief refuses too: fail here rather than hang
-            raise RunError(f"{run_dir}: a finished run already exists; pass --overwrite to replace it or --set name=NEW_NAME")
-        artifacts.write_text_atomic(role.write_dir / artifacts.CONFIG_FILE, config_text)
-        return role.write_dir, (run_dir / artifacts.BACKUP_DIR).is_dir()
-    if run_dir.exists():
-        if overwrite:
-            shutil.rmtree(run_dir)
-        elif artifacts.is_finished(run_dir):
-            raise RunError(f"{run_dir}: a finished run already exists; pass --overwrite to replace it or --set name=NEW_NAME")
-        else:
-            saved = run_dir / artifacts.CONFIG_FILE
-            if saved.is_file() and saved.read_text(encoding="utf-8") != config_text:
-                raise RunError(
-                    f"{run_dir}: an unfinished run with a different config is there; "
-                    "re-run with the same config to resume it, or pass --overwrite to start again"
-                )
-            if saved.is_file():
-                return run_dir, True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text_atomic(run_dir / artifacts.CONFIG_FILE, config_text)
-    return run_dir, False
-
-
-def _vocabulary(cfg: RunConfig, data: PreparedData, run_dir: pathlib.Path, arch) -> list[str]:
-    from llmos_tf.text.wordpiece import load_vocabulary, save_vocabulary
-
-    path = run_dir / artifacts.VOCAB_FILE
-    if path.is_file():
-        return load_vocabulary(path)
-    vocab = arch.vocabulary(registry.model_config(cfg.model), data.train["text"].tolist(), cfg.text)
-    save_vocabulary(vocab, path)
-    return vocab
-
-
-def _hparams(cfg: RunConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {"architecture": cfg.architecture}
-    for key, value in cfg.model.items():
-        if key != "architecture" and isinstance(value, (int, float, str, bool)):
-            flat[f"model.{key}"] = value
-    t = cfg.training
-    flat.update({
-        "training.learning_rate": t.learning_rate,
-        "training.batch_size": t.batch_size,
-        "training.epochs": t.epochs,
-        "training.optimizer": t.optimizer,
-        "data.max_length": cfg.data.max_length,
-        "data.bucketing": cfg.data.bucketing,
-        "text.vocabulary_size": cfg.text.vocabulary_size,
-        "seed": cfg.seed,
-    })
-    return flat
-
-
-def write_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
-    """Record the hyperparameters for TensorBoard's HParams dashboard."""
-    from tensorboard.plugins.hparams import api as hp
-
-    values = _hparams(cfg)
-    with tf.summary.create_file_writer(str(run_dir)).as_default():
-        hp.hparams_config(
-            hparams=[hp.HParam(name) for name in values],
-            metrics=[
-                hp.Metric("epoch_accuracy", group="validation", display_name="val accuracy"),
-                hp.Metric("epoch_loss", group="validation", display_name="val loss"),
-                hp.Metric("epoch_macro_f1", group="validation", display_name="val macro-F1"),
-            ],
-        )
-        hp.hparams(values, trial_id=cfg.name)
 
 
 def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None,
@@ -178,8 +70,8 @@ def train(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", ve
     tf_keras.utils.set_random_seed(cfg.seed)
     data = prepare_classification_data(cfg.data, cfg.seed)
     arch = registry.get(cfg.architecture)
-    run_dir, resuming = _prepare_run_dir(cfg, overwrite, role)
-    vocab = _vocabulary(cfg, data, run_dir, arch)
+    run_dir, resuming = prepare_run_dir(cfg, overwrite, role)
+    vocab = run_vocabulary(cfg, data, run_dir, arch)
     data.labels.save(run_dir / artifacts.LABELS_FILE)
 
     model_cfg = registry.model_config(cfg.model)
