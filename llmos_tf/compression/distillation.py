@@ -252,7 +252,10 @@ def distill(teacher_source: str | pathlib.Path, cfg, *, loss: str = "kl", temper
     from llmos_tf.training.optimizers import build_optimizer
     from llmos_tf.training.run_folder import StartStep, prepare_run_dir, run_vocabulary, training_facts, write_hparams
 
+    from llmos_tf.training.distribute import check_compression_strategy
+
     _check(loss, temperature, alpha, augment_copies)
+    check_compression_strategy(tf.distribute.get_strategy(), "distill")  # the strategy the student trains under
     if cfg.task != "classification":
         raise ConfigError(f"--student: distillation trains a sentence classifier; the config's task is {cfg.task!r}")
     started = time.time()

@@ -156,6 +156,18 @@ def _check_options(target_sparsity: float, quantize: Sequence[str], publish: str
         raise ConfigError(f"--max_drop: expected a non-negative number, got {max_drop}")
 
 
+def _check_strategy(*, prune: bool, quantize: Sequence[str], qat: bool, distill_alpha: float | None) -> None:
+    """Before any work: every technique asked for must run under the strategy in scope (TF-MOT's
+    pruning and QAT do not run under TPUStrategy; :func:`~llmos_tf.training.distribute.check_compression_strategy`)."""
+    from llmos_tf._tf import tf
+    from llmos_tf.training.distribute import check_compression_strategy
+
+    strategy = tf.distribute.get_strategy()  # the default one from the CLI; a caller's inside strategy.scope()
+    for what, used in (("prune", prune), ("ptq", bool(quantize)), ("qat", qat), ("distill", prune and distill_alpha is not None)):
+        if used:
+            check_compression_strategy(strategy, what)
+
+
 def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: bool, prune_embeddings: bool,
                    quantize: Sequence[str], qat: bool, epochs: int, steps_per_epoch: int | None, log_dir: pathlib.Path,
                    learning_rate: float | None = None, distill_alpha: float | None = None, temperature: float = 2.0,
@@ -381,6 +393,7 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
     from llmos_tf.training.trained_tagger import TrainedTagger
 
     _check_options(target_sparsity, quantize, publish, max_drop)
+    _check_strategy(prune=prune, quantize=quantize, qat=qat, distill_alpha=distill_alpha)
     if tflite_only:
         say("--tflite_only is ignored: every version folder holds a SavedModel (int8 weights for quantized variants) "
             "and model.tflite beside it, so the stock tensorflow_model_server serves it")

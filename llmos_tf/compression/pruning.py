@@ -300,7 +300,9 @@ def prune_run(run, *, target_sparsity: float = 0.8, epochs: int = 1, steps_per_e
     the dense model teaches its pruned copy (:mod:`.dense_teacher`): the gold
     labels get that weight, the dense model's soft targets the rest."""
     from llmos_tf.compression.run_data import fine_tune_data
+    from llmos_tf.training.distribute import check_compression_strategy
 
+    check_compression_strategy(tf.distribute.get_strategy(), "prune")  # the strategy the pruned copy is built and fine-tuned under
     if not 0.0 < target_sparsity < 1.0:
         raise ConfigError(f"target_sparsity: expected a fraction between 0 and 1 (exclusive), got {target_sparsity}")
     if epochs < 1:

@@ -235,6 +235,11 @@ def check_compression_strategy(strategy: tf.distribute.Strategy | str, what: str
     * Distillation is plain Keras training and post-training quantization is
       the TFLite converter: both work anywhere.
     * ParameterServerStrategy and CentralStorageStrategy are not used by llmos.
+
+    ``llmos compress`` and ``llmos distill`` (:func:`~llmos_tf.compression.pipeline.compress`,
+    :func:`~llmos_tf.compression.pruning.prune_run`, :func:`~llmos_tf.compression.distillation.distill`)
+    run under the strategy in scope (``tf.distribute.get_strategy()``: the default one from the
+    command line, the caller's inside ``strategy.scope()`` in Python) and check it here first.
     """
     if what not in _COMPRESSION_SUPPORT:
         raise ConfigError(f"compression technique {what!r}: valid: {', '.join(_COMPRESSION_SUPPORT)}")
@@ -242,8 +247,9 @@ def check_compression_strategy(strategy: tf.distribute.Strategy | str, what: str
     if kind in _COMPRESSION_SUPPORT[what]:
         return
     supported = sorted(_COMPRESSION_SUPPORT[what])
+    where = f"--strategy {kind}" if isinstance(strategy, str) else f"the {kind} strategy in scope"
     raise ConfigError(
-        f"--strategy {kind}: TF-MOT {_TECHNIQUE_NAMES[what]} cannot run under this strategy "
-        f"(it supports: {', '.join(supported)}); compress on CPU/GPU with --strategy default or mirrored, "
+        f"{where}: TF-MOT {_TECHNIQUE_NAMES[what]} cannot run under this strategy "
+        f"(it supports: {', '.join(supported)}); compress on CPU/GPU (the default or a mirrored strategy), "
         "then export or convert the compressed model for the TPU"
     )

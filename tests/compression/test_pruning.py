@@ -123,10 +123,19 @@ def test_bad_target_is_a_clear_error(tiny_run):
         prune_run(tiny_run, target_sparsity=1.5)
 
 
-def test_pruning_leaves_the_dense_model_dense(tiny_run, pruned):
+def test_pruning_leaves_the_dense_model_dense(tiny_run, pruned, trained_run):
+    """Pruning works on a copy: after ``pruned`` ran, the run's model holds exactly the weights of its
+    ``model.keras`` (not a single weight zeroed, changed or fine-tuned in place)."""
     from llmos_tf.compression.pruning import weight_sparsity
+    from llmos_tf.compression.run_data import load_trained
 
-    assert all(r.sparsity < 0.5 for r in weight_sparsity(tiny_run.model))
+    on_disk = load_trained(trained_run).model
+    assert [w.name for w in tiny_run.model.weights] == [w.name for w in on_disk.weights]
+    for used, saved in zip(tiny_run.model.weights, on_disk.weights):
+        assert np.array_equal(used.numpy(), saved.numpy()), used.name
+    dense = {(r.layer, r.weight): r.zeros for r in weight_sparsity(tiny_run.model)}
+    assert dense == {(r.layer, r.weight): r.zeros for r in weight_sparsity(on_disk)}
+    assert pruned.overall_sparsity > 0.7  # while the copy was pruned
 
 
 def test_pruning_can_learn_from_the_dense_model(tiny_run):
@@ -174,3 +183,61 @@ def test_dense_teacher_weight_must_be_a_fraction(tiny_run):
 
     with pytest.raises(ConfigError, match="distill_alpha"):
         prune_run(tiny_run, target_sparsity=0.5, distill_alpha=1.5, steps_per_epoch=2)
+
+
+def test_pruning_checks_the_strategy_in_scope_first(monkeypatch):
+    """``prune_run`` and ``compress`` refuse a strategy TF-MOT pruning cannot run under (TPU) before any
+    work, through ``check_compression_strategy``; techniques not asked for are not checked."""
+    from llmos_tf.compression.pipeline import compress
+    from llmos_tf.compression.pruning import prune_run
+    from llmos_tf.errors import ConfigError, RunError
+    from llmos_tf.training import distribute
+
+    monkeypatch.setattr(distribute, "strategy_kind", lambda strategy: "tpu")
+    with pytest.raises(ConfigError, match="^the tpu strategy in scope: TF-MOT pruning cannot run under this strategy"):
+        prune_run(None)  # refused before it reads the run
+    with pytest.raises(ConfigError, match="^the tpu strategy in scope: TF-MOT pruning cannot run"):
+        compress("no/such/run")  # before the run is read
+    with pytest.raises(ConfigError, match="^the tpu strategy in scope: TF-MOT quantization-aware training cannot run"):
+        compress("no/such/run", prune=False, quantize=(), qat=True)
+    with pytest.raises(RunError, match="no/such/run"):
+        compress("no/such/run", prune=False, quantize=("dynamic",))  # post-training quantization runs anywhere
+
+
+MIRRORED_PRUNE_SCRIPT = """
+import json, sys
+import llmos_tf
+from llmos_tf._tf import tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from llmos_tf.compression.pruning import prune_run
+from llmos_tf.compression.run_data import load_trained
+run = load_trained(sys.argv[1])
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    result = prune_run(run, target_sparsity=0.5, epochs=1, steps_per_epoch=6)
+kernel = next(w for w in result.model.weights if "kernel" in w.name)
+print("RESULT " + json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "mirrored": isinstance(kernel, tf.distribute.DistributedValues) and len(kernel.values) == 2,
+    "sparsity": [r.sparsity for r in result.layers], "overall": result.overall_sparsity,
+    "loss": result.history["loss"]}))
+"""
+
+
+def test_prune_run_under_mirrored_strategy_on_two_logical_cpus(trained_run):
+    """The real pruning path (``prune_run``, what ``llmos compress`` calls) inside a MirroredStrategy scope
+    over 2 logical CPUs: the pruned copy is built as mirrored variables, fine-tuned on both replicas and
+    reaches its sparsity (a subprocess: logical devices must be set before TensorFlow starts)."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", MIRRORED_PRUNE_SCRIPT, str(trained_run)], capture_output=True, text=True,
+                          timeout=400, cwd=str(pathlib.Path(__file__).parents[2]))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads([l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1][len("RESULT "):])
+    assert out["replicas"] == 2 and out["mirrored"], out
+    assert out["sparsity"] and all(abs(s - 0.5) <= 0.01 for s in out["sparsity"]), out
+    assert abs(out["overall"] - 0.5) <= 0.01 and len(out["loss"]) == 1 and np.isfinite(out["loss"][0]), out
