@@ -16,7 +16,13 @@ def test_ner_through_the_cli(tiny_ner_run, tmp_path, capsys):
 
     assert main(["predict", "--model", str(run_dir), "--json", "Anna Berg flew to Oslo ."]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
-    assert row["tags"] == ["B-PER", "I-PER", "O", "O", "B-LOC", "O"] or len(row["tags"]) == 6
+    # one tag per whitespace token, and exactly the tags the run's own tagger gives that sentence
+    # (a tiny 3-epoch model need not get every entity right, so the gold tags are not asserted)
+    from llmos_tf.training.trained_tagger import TrainedTagger
+
+    labels = (run_dir / "labels.txt").read_text(encoding="utf-8").split()
+    assert len(row["tags"]) == 6 and set(row["tags"]) <= set(labels), row
+    assert row["tags"] == TrainedTagger.load(run_dir).predict_tags(["Anna Berg flew to Oslo ."])[0]
 
     base = tmp_path / "saved_models"
     assert main(["export", "--run", str(run_dir), "--model_base_path", str(base), "--name", "ner"]) == 0

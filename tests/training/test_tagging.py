@@ -17,13 +17,6 @@ LONG_WORDS = 60  # > max_length subwords: the tail of these sentences is dropped
 MAX_LENGTH = 32
 
 
-@pytest.fixture(autouse=True)
-def ner_task(monkeypatch):
-    """Until config.TASKS lists "ner" (the owner wires it), allow it for these tests."""
-    if "ner" not in config_module.TASKS:
-        monkeypatch.setattr(config_module, "TASKS", (*config_module.TASKS, "ner"))
-
-
 def tiny_ner_config(train: pathlib.Path, output_dir: pathlib.Path, *, name: str = "tiny_ner", epochs: int = 3, **overrides):
     values = {
         "name": name,
@@ -230,22 +223,51 @@ def test_shipped_ner_configs_validate():
     assert cfg.training.optimizer == "adamw" and cfg.training.learning_rate == 1e-4 and cfg.training.warmup_fraction > 0
 
 
-def test_dispatch_wiring_sketch(monkeypatch, shared, tmp_path):
-    """The wiring the owner adds (trainer.train → train_tagger for task 'ner'), simulated by monkeypatching."""
-    from llmos_tf.training import trainer
-    from llmos_tf.training import tagging
+def test_train_dispatches_by_task(monkeypatch, tmp_path):
+    """``trainer.train`` (what ``llmos train`` and ``llmos_tf.train`` call) hands a run to its task's driver,
+    with every option, and returns what the driver returns; a classification run goes to neither."""
+    import dataclasses
+
+    from llmos_tf.training import multitask, tagging, trainer
 
     calls = []
-    original = trainer.train
 
-    def dispatching_train(cfg, **kwargs):
-        if cfg.task == "ner":
-            calls.append(cfg.name)
-            return tagging.train_tagger(cfg, **kwargs)
-        return original(cfg, **kwargs)
+    def driver(name):
+        def run(cfg, **kwargs):
+            calls.append((name, cfg.task, kwargs))
+            return name
+        return run
 
-    monkeypatch.setattr(trainer, "train", dispatching_train)
-    cfg = shared["cfg"]
+    class ClassifierPath(Exception):
+        pass
+
+    def classifier_data(*args, **kwargs):
+        raise ClassifierPath
+
+    monkeypatch.setattr(tagging, "train_tagger", driver("tagger"))
+    monkeypatch.setattr(multitask, "train_multitask", driver("multitask"))
+    monkeypatch.setattr(trainer, "prepare_classification_data", classifier_data)
+    cfg = tiny_ner_config(tmp_path / "train.conll", tmp_path / "runs")
+    options = {"overwrite": True, "strategy": "default", "verbose": 0, "command": "llmos train x.yaml"}
+    assert trainer.train(cfg, **options) == "tagger"
+    assert trainer.train(dataclasses.replace(cfg, task="multitask"), **options) == "multitask"
+    assert calls == [("tagger", "ner", options), ("multitask", "multitask", options)]
+    with pytest.raises(ClassifierPath):
+        trainer.train(dataclasses.replace(cfg, task="classification"), strategy="default")
+    assert len(calls) == 2
+    with pytest.raises(RunError, match="profiler traces are recorded for classification runs"):
+        trainer.train(cfg, profile="2,4")  # refused before dispatch
+    assert len(calls) == 2
+
+
+def test_train_on_a_finished_ner_run_is_refused_by_the_tagger(shared, monkeypatch):
+    """The real dispatch and the real tagger driver: ``trainer.train`` of the finished NER run reaches
+    the tagger's run-folder check (the classifier path, tripwired here, is never entered)."""
+    from llmos_tf.training import trainer
+
+    def classifier_data(*args, **kwargs):
+        raise AssertionError("an NER run went down the classification path")
+
+    monkeypatch.setattr(trainer, "prepare_classification_data", classifier_data)
     with pytest.raises(RunError, match="finished run already exists"):
-        trainer.train(cfg)  # dispatched, and refused like any finished run
-    assert calls == [cfg.name]
+        trainer.train(shared["cfg"], strategy="default")
