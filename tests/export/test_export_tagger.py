@@ -7,7 +7,7 @@ import pytest
 
 from llmos_tf._tf import tf
 from llmos_tf.errors import RunError
-from tests.training.test_tagging import MAX_LENGTH, ner_task, tiny_tagger_run  # noqa: F401  (ner_task: autouse)
+from tests.training.test_tagging import MAX_LENGTH, tiny_tagger_run
 
 SENTENCES = [
     "Anna Berg joined Acme Corp in Oslo last year .",
