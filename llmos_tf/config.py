@@ -313,6 +313,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     if d.label_names and cfg.task != "classification":
         per_head = "; name a head's labels with heads[i].label_names" if cfg.task == "multitask" else ""
         raise ConfigError(f"data.label_names: only used with task: classification (task is {cfg.task!r}){per_head}")
+    if cfg.model.get("crf") and cfg.task != "ner":
+        raise ConfigError(f"model.crf: a CRF decodes tag sequences; it needs task: ner (task is {cfg.task!r})")
     if cfg.task == "multitask":
         names = [h.name for h in cfg.heads]
         if len(names) < 2:

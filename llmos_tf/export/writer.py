@@ -135,7 +135,7 @@ def serving_module(run, model=None, *, with_model: bool = True):
 
     model = (model if model is not None else run.model) if with_model else None
     if isinstance(run, TrainedTagger):
-        return TaggerServingModule(run.text_encoder(), model, run.labels.names)
+        return TaggerServingModule(run.text_encoder(), model, run.labels.names, crf=run.crf)  # a quantized model hides its CRF
     return ClassifierServingModule(run.tokenizer(), model, run.labels.names, run.max_length, features=run.architecture.features)
 
 

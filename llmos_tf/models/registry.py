@@ -34,6 +34,10 @@ class Architecture:
     callable mapping raw strings ``[B]`` to ragged int32 ids (it is saved inside the
     exported SavedModel); ``features(padded_ids)`` maps padded ids to the model's
     inputs (identity when None); ``build(model_cfg, context)`` returns the tf_keras model.
+    For ``task: ner``, ``tagger(model_cfg, context)`` returns a token classifier
+    over :func:`~llmos_tf.text.alignment.encode_words` inputs (None: the family
+    cannot tag) and ``tagger_vocabulary`` the vocabulary it reads, which needs
+    ``[CLS]``/``[SEP]`` (default: ``vocabulary``).
     """
 
     name: str
@@ -44,6 +48,8 @@ class Architecture:
     features: Callable[[Any], Any] | None = None
     max_length: Callable[[Any, int], int] = lambda cfg, n: n
     description: str = ""
+    tagger: Callable[[Any, BuildContext], Any] | None = None
+    tagger_vocabulary: Callable[[Any, Sequence[str], Any], list[str]] | None = None
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -89,6 +95,11 @@ def validate_model_config(values: Mapping[str, Any]) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def taggers() -> list[str]:
+    """Architectures that can build a ``task: ner`` token classifier."""
+    return [name for name in names() if _REGISTRY[name].tagger is not None]
+
+
 def model_config(values: Mapping[str, Any]) -> Any:
     """The architecture's dataclass for a (validated) ``model:`` mapping."""
     arch = get(str(values.get("architecture", "bilstm")))
@@ -103,6 +114,17 @@ def _wordpiece_vocabulary(cfg, texts, text_cfg) -> list[str]:
 
         return _load_vocabulary(resolve_checkpoint(cfg.pretrained_embeddings), cfg.pretrained_embeddings)[0]
     return learn_vocabulary(texts, text_cfg.vocabulary_size, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
+
+
+def _tagger_wordpiece_vocabulary(cfg, texts, text_cfg) -> list[str]:
+    """The BiLSTM's vocabulary with BERT's reserved tokens: NER words are encoded between [CLS] and [SEP]."""
+    if getattr(cfg, "pretrained_embeddings", None):
+        return _wordpiece_vocabulary(cfg, texts, text_cfg)
+    from llmos_tf.models.bert_classifier import BERT_RESERVED_TOKENS
+    from llmos_tf.text.wordpiece import learn_vocabulary
+
+    return learn_vocabulary(texts, text_cfg.vocabulary_size, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents,
+                            reserved_tokens=BERT_RESERVED_TOKENS)
 
 
 def _wordpiece_tokenizer(cfg, vocabulary, text_cfg, max_length):
@@ -121,6 +143,7 @@ def _ensure_builtin() -> None:
     if "bilstm" in _REGISTRY:
         return
     from llmos_tf.models import bert_classifier as bert
+    from llmos_tf.models import taggers
     from llmos_tf.models.bilstm import BiLSTMConfig, build_bilstm_classifier
 
     register(
@@ -131,6 +154,8 @@ def _ensure_builtin() -> None:
             vocabulary=_wordpiece_vocabulary,
             tokenizer=_wordpiece_tokenizer,
             description="masked embedding + bidirectional LSTM + max/mean pooling",
+            tagger=lambda cfg, ctx: taggers.build_bilstm_tagger(cfg, vocabulary_size=len(ctx.vocabulary), num_tags=ctx.num_labels),
+            tagger_vocabulary=_tagger_wordpiece_vocabulary,
         )
     )
     register(
@@ -143,5 +168,6 @@ def _ensure_builtin() -> None:
             features=bert.bert_features,
             max_length=bert.effective_max_length,
             description="BERT encoder (pretrained checkpoint or from scratch) + pooled softmax head",
+            tagger=lambda cfg, ctx: taggers.build_bert_tagger(cfg, ctx.vocabulary, ctx.num_labels, ctx.max_length),
         )
     )

@@ -31,6 +31,8 @@ class BiLSTMConfig:
     # the run then uses that checkpoint's vocabulary and embedding_dim becomes its hidden size.
     pretrained_embeddings: str | None = None
     freeze_embeddings: bool = False
+    # task: ner only: a CRF layer over the per-token scores (sequence log-likelihood, Viterbi decoding)
+    crf: bool = False
 
 
 @dataclass
@@ -49,6 +51,8 @@ class BertClassifierConfig:
     num_heads: int = 2
     intermediate_dim: int = 512
     max_sequence_length: int = 512
+    # task: ner only: a CRF layer over the per-token scores (sequence log-likelihood, Viterbi decoding)
+    crf: bool = False
 
 
 # architecture name -> schema, for validation before the builders (and TensorFlow) are imported

@@ -88,7 +88,8 @@ class TFLiteServable(Servable):
         probabilities = np.zeros((len(ids),) + (ids.shape[1:] if first.ndim == 3 else ()) + first.shape[-1:], np.float32)
         for rows, out in parts:
             if out.ndim == 3:  # a tagger: [rows, width, tags] back into the batch's full width
-                probabilities[rows, : out.shape[1]] = out
+                width = min(out.shape[1], probabilities.shape[1])  # a static-shape (LSTM) model pads beyond it
+                probabilities[rows, :width] = out[:, :width]
             else:
                 probabilities[rows] = out
         feeds = {k: (tf.constant(probabilities) if k == "probabilities" else pre[k]) for k in self._post_inputs}

@@ -1,4 +1,8 @@
-"""``task: ner``: train a BERT token classifier (named entities) from CoNLL files.
+"""``task: ner``: train a token classifier (named entities) from CoNLL files.
+
+The architecture's tagger comes from the model registry: a BERT encoder or a
+BiLSTM, each with a softmax head or (``model.crf: true``) a CRF layer, trained on
+the sequence log-likelihood and decoded with Viterbi (:mod:`llmos_tf.models.crf`).
 
 The run follows :func:`llmos_tf.training.trainer.train` step for step (validate
 first, create or resume ``runs/<name>/``, fit with BackupAndRestore / best
@@ -48,6 +52,7 @@ from llmos_tf.training.callbacks import BestCheckpoint, LearningRateLogger, metr
 from llmos_tf.training.conlleval import conlleval
 from llmos_tf.training.distribute import resolve_strategy
 from llmos_tf.training.optimizers import build_optimizer
+from llmos_tf.training.precision import loss_scaled, precision_policy
 from llmos_tf.training.run_folder import StartStep, TrainResult, flat_hparams, prepare_run_dir, training_facts
 
 NER_TASK = "ner"
@@ -149,20 +154,26 @@ def tagger_text_encoder(model_cfg, vocabulary: Sequence[str], text_cfg, max_leng
     """The :class:`BertTextEncoder` of a tagger run: the checkpoint's casing, or the config's for a fresh encoder."""
     from llmos_tf.text.bert_tokenizer import BertTextEncoder, detect_lowercase
 
-    if model_cfg.encoder:
+    # a checkpoint's vocabulary (a BERT encoder, or a BiLSTM's pretrained embeddings) brings its casing rules
+    if getattr(model_cfg, "encoder", None) or getattr(model_cfg, "pretrained_embeddings", None):
         lowercase = detect_lowercase(vocabulary)
         return BertTextEncoder(vocabulary, sequence_length=max_length, lowercase=lowercase, strip_accents=lowercase)
     return BertTextEncoder(vocabulary, sequence_length=max_length, lowercase=text_cfg.lowercase, strip_accents=text_cfg.strip_accents)
 
 
 def build_bert_tagger(model_cfg, vocabulary: Sequence[str], num_tags: int, max_length: int) -> tf_keras.Model:
-    """BERT encoder (checkpoint or fresh) + per-token softmax head, with the config's freezing."""
-    from llmos_tf.models.bert_classifier import _encoder, apply_freezing
-    from llmos_tf.models.heads import build_token_classifier
+    """BERT encoder (checkpoint or fresh) + per-token head (softmax, or CRF with ``model.crf``), with the config's freezing."""
+    from llmos_tf.models.taggers import build_bert_tagger as build
 
-    encoder = _encoder(model_cfg, vocabulary, max_length)
-    apply_freezing(encoder, model_cfg, uses_pooler=False)  # a token head never reads the pooler
-    return build_token_classifier(encoder, num_tags, dropout=model_cfg.dropout)
+    return build(model_cfg, vocabulary, num_tags, max_length)
+
+
+def tagger_loss(model: tf_keras.Model) -> tf_keras.losses.Loss:
+    """The CRF's sequence negative log-likelihood when ``model`` has a CRF layer, else the masked cross-entropy."""
+    from llmos_tf.models.crf import CRFLoss, find_crf
+
+    crf = find_crf(model)
+    return CRFLoss(crf) if crf is not None else MaskedSparseCategoricalCrossentropy()
 
 
 @tf_keras.saving.register_keras_serializable(package=PACKAGE)
@@ -289,13 +300,17 @@ class WordTagPredictor:
     """Sentences (word lists or raw strings) → one tag id per whitespace word, in input order.
 
     The same ops as the exported signature: :func:`encode_words` (first-subword
-    alignment, whole-word truncation), the model, then
-    :func:`word_predictions_from_subwords` (dropped words get the outside tag).
+    alignment, whole-word truncation), the model, Viterbi over the first subwords
+    when the model has a CRF layer, then :func:`word_predictions_from_subwords`
+    (dropped words get the outside tag).
     """
 
     def __init__(self, text_encoder, model: tf_keras.Model, outside_id: int = 0, batch_size: int = 64):
+        from llmos_tf.models.crf import find_crf
+
         self.text_encoder = text_encoder
         self.model = model
+        self.crf = find_crf(model)
         self.outside_id = int(outside_id)
         self.batch_size = int(batch_size)
         spec = tf.TensorSpec([None, None], tf.int32)
@@ -305,6 +320,8 @@ class WordTagPredictor:
 
     def _predict_batch(self, features, label_mask, word_count):
         probabilities = self.model(features, training=False)
+        if self.crf is not None:
+            probabilities = self.crf.decode(probabilities, label_mask)  # tag ids [B, T] on the first subwords
         ids = word_predictions_from_subwords(probabilities, label_mask, word_count, outside_id=self.outside_id)
         return ids.to_tensor(default_value=-1), tf.cast(ids.row_lengths(), tf.int32)
 
@@ -411,8 +428,11 @@ def write_tagger_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
 
 
 def _check_config(cfg: RunConfig) -> None:
-    if cfg.architecture != "bert":
-        raise ConfigError(f"model.architecture: task 'ner' needs architecture 'bert', got {cfg.architecture!r}")
+    from llmos_tf.models import registry
+
+    if registry.get(cfg.architecture).tagger is None:
+        raise ConfigError(f"model.architecture: architecture {cfg.architecture!r} has no token classifier for task 'ner'; "
+                          f"valid: {', '.join(registry.taggers())}")
     if cfg.training.monitor not in NER_MONITORS:
         raise ConfigError(f"training.monitor: {cfg.training.monitor!r} is not logged by an NER run; valid: {', '.join(NER_MONITORS)}")
 
@@ -422,22 +442,22 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tagger_vocabulary(model_cfg, data: TaggingData, cfg: RunConfig, run_dir: pathlib.Path) -> list[str]:
-    from llmos_tf.models.bert_classifier import bert_vocabulary
+    from llmos_tf.models import registry
     from llmos_tf.text.wordpiece import load_vocabulary, save_vocabulary
 
     path = run_dir / artifacts.VOCAB_FILE
     if path.is_file():
         return load_vocabulary(path)
     texts = [" ".join(tokens) for tokens in data.train["tokens"]]
-    vocab = bert_vocabulary(model_cfg, texts, cfg.text)
+    arch = registry.get(cfg.architecture)
+    vocab = (arch.tagger_vocabulary or arch.vocabulary)(model_cfg, texts, cfg.text)
     save_vocabulary(vocab, path)
     return vocab
 
 
 def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "auto", verbose: int | None = None, command: str | None = None) -> TrainResult:
-    """Train the BERT tagger the config describes; see the module docstring."""
+    """Train the tagger the config describes; see the module docstring."""
     from llmos_tf.models import registry
-    from llmos_tf.models.bert_classifier import effective_max_length
 
     started = time.time()
     _check_config(cfg)
@@ -450,7 +470,8 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
     tag_names = data.labels.names
 
     d = cfg.data
-    max_length = effective_max_length(model_cfg, d.max_length)
+    arch = registry.get(cfg.architecture)
+    max_length = arch.max_length(model_cfg, d.max_length)
     text_encoder = tagger_text_encoder(model_cfg, vocab, cfg.text, max_length)
     dist = resolve_strategy(strategy)
     replicas = dist.num_replicas_in_sync
@@ -485,11 +506,12 @@ def train_tagger(cfg: RunConfig, *, overwrite: bool = False, strategy: str = "au
     val_ds = make_tagging_dataset(text_encoder, val_words, ragged_tag_ids(data.validation["tags"].tolist(), data.labels), eval_plan, training=False)
 
     total_steps = steps_per_epoch * cfg.training.epochs
-    with dist.scope():
-        model = build_bert_tagger(model_cfg, vocab, len(tag_names), max_length)
+    context = registry.BuildContext(num_labels=len(tag_names), vocabulary=vocab, task=NER_TASK, max_length=max_length)
+    with dist.scope(), precision_policy(cfg.training.mixed_precision):  # layers take the policy when built
+        model = arch.tagger(model_cfg, context)
         model.compile(
-            optimizer=build_optimizer(cfg.training, total_steps),
-            loss=MaskedSparseCategoricalCrossentropy(),
+            optimizer=loss_scaled(build_optimizer(cfg.training, total_steps), cfg.training.mixed_precision),
+            loss=tagger_loss(model),
             metrics=[MaskedTokenAccuracy()],
         )
 

@@ -58,6 +58,7 @@ class TrainedTagger:
     def load(cls, run_dir: str | pathlib.Path) -> "TrainedTagger":
         from llmos_tf.text.wordpiece import load_vocabulary
         import llmos_tf.models.bert  # noqa: F401  (registers custom layers)
+        import llmos_tf.models.crf  # noqa: F401
         import llmos_tf.models.heads  # noqa: F401
         import llmos_tf.models.layers  # noqa: F401
 
@@ -87,9 +88,9 @@ class TrainedTagger:
     def max_length(self) -> int:
         if "max_length" in self.info:
             return int(self.info["max_length"])
-        from llmos_tf.models.bert_classifier import effective_max_length
+        from llmos_tf.models import registry
 
-        return effective_max_length(self.model_config, self.config.data.max_length)
+        return registry.get(self.config.architecture).max_length(self.model_config, self.config.data.max_length)
 
     @property
     def outside_id(self) -> int:
@@ -98,6 +99,13 @@ class TrainedTagger:
     def text_encoder(self):
         """The run's :class:`BertTextEncoder` (also saved inside exports)."""
         return tagger_text_encoder(self.model_config, self.vocabulary, self.config.text, self.max_length)
+
+    @property
+    def crf(self):
+        """The model's :class:`~llmos_tf.models.crf.CRF` layer (Viterbi decoding), or None for a softmax tagger."""
+        from llmos_tf.models.crf import find_crf
+
+        return find_crf(self.model)
 
     @property
     def predictor(self) -> WordTagPredictor:
