@@ -11,7 +11,7 @@ Example::
 """
 from __future__ import annotations
 
-from llmos_tf._tf import tf_keras
+from llmos_tf._tf import tf, tf_keras
 from llmos_tf.models.layers import MaskedMaxMeanPooling
 from llmos_tf.models.schemas import BiLSTMConfig  # noqa: F401  (the model: schema, importable without TensorFlow)
 
@@ -24,9 +24,13 @@ def pretrained_embedding_matrix(spec: str):
     return vocabulary, encoder.embeddings.token_embedding.embeddings.numpy()
 
 
-def build_bilstm_classifier(config: BiLSTMConfig, *, vocabulary_size: int, num_labels: int, name: str = "bilstm_classifier") -> tf_keras.Model:
-    """A functional tf_keras model: int32 token ids ``[B, T]`` (0 = padding) → probabilities ``[B, num_labels]``."""
-    token_ids = tf_keras.Input(shape=(None,), dtype="int32", name="token_ids")
+def bilstm_encoder(config: BiLSTMConfig, token_ids, vocabulary_size: int, *, last_dropout: bool) -> tf.Tensor:
+    """Masked ``Embedding`` (optionally pretrained) → ``Bidirectional(LSTM)`` stack, full sequences.
+
+    Shared by the classifier and the tagger so their layer names (``embedding``,
+    ``bilstm_1``, ...) match and pruning, the fused-LSTM export and TFLite treat both alike.
+    ``last_dropout`` adds a ``dropout`` layer after the last BiLSTM (the tagger's, before its head).
+    """
     matrix = None
     embedding_dim = config.embedding_dim
     if config.pretrained_embeddings:
@@ -41,15 +45,19 @@ def build_bilstm_classifier(config: BiLSTMConfig, *, vocabulary_size: int, num_l
     if config.embedding_dropout:
         x = tf_keras.layers.SpatialDropout1D(config.embedding_dropout, name="embedding_dropout")(x)
     for i in range(config.lstm_layers):
-        lstm = tf_keras.layers.LSTM(
-            config.lstm_units,
-            return_sequences=True,
-            recurrent_dropout=config.recurrent_dropout,
-            name=f"lstm_{i + 1}",
-        )
+        lstm = tf_keras.layers.LSTM(config.lstm_units, return_sequences=True, recurrent_dropout=config.recurrent_dropout, name=f"lstm_{i + 1}")
         x = tf_keras.layers.Bidirectional(lstm, name=f"bilstm_{i + 1}")(x)
         if i + 1 < config.lstm_layers:
             x = tf_keras.layers.Dropout(config.dropout, name=f"dropout_{i + 1}")(x)
+        elif last_dropout:
+            x = tf_keras.layers.Dropout(config.dropout, name="dropout")(x)
+    return x
+
+
+def build_bilstm_classifier(config: BiLSTMConfig, *, vocabulary_size: int, num_labels: int, name: str = "bilstm_classifier") -> tf_keras.Model:
+    """A functional tf_keras model: int32 token ids ``[B, T]`` (0 = padding) → probabilities ``[B, num_labels]``."""
+    token_ids = tf_keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    x = bilstm_encoder(config, token_ids, vocabulary_size, last_dropout=False)
     x = MaskedMaxMeanPooling(name="pooling")(x)
     x = tf_keras.layers.Dropout(config.dropout, name="dropout")(x)
     probabilities = tf_keras.layers.Dense(num_labels, activation="softmax", dtype="float32", name="classifier")(x)

@@ -62,24 +62,8 @@ def build_bilstm_tagger(cfg: BiLSTMConfig, *, vocabulary_size: int, num_tags: in
     Layer names follow the BiLSTM classifier's (``embedding``, ``bilstm_1``, ...), so
     its pruning, fused-LSTM export and TFLite paths apply unchanged.
     """
-    from llmos_tf.models.bilstm import pretrained_embedding_matrix
+    from llmos_tf.models.bilstm import bilstm_encoder
 
     inputs = tagger_inputs()
-    matrix = None
-    embedding_dim = cfg.embedding_dim
-    if cfg.pretrained_embeddings:
-        _, matrix = pretrained_embedding_matrix(cfg.pretrained_embeddings)
-        if matrix.shape[0] != vocabulary_size:
-            raise ValueError(f"model.pretrained_embeddings: {matrix.shape[0]} rows but the vocabulary has {vocabulary_size} tokens")
-        embedding_dim = int(matrix.shape[1])
-    embedding = tf_keras.layers.Embedding(vocabulary_size, embedding_dim, mask_zero=True, trainable=not cfg.freeze_embeddings, name="embedding")
-    x = embedding(inputs["token_ids"])
-    if matrix is not None:
-        embedding.set_weights([matrix])
-    if cfg.embedding_dropout:
-        x = tf_keras.layers.SpatialDropout1D(cfg.embedding_dropout, name="embedding_dropout")(x)
-    for i in range(cfg.lstm_layers):
-        lstm = tf_keras.layers.LSTM(cfg.lstm_units, return_sequences=True, recurrent_dropout=cfg.recurrent_dropout, name=f"lstm_{i + 1}")
-        x = tf_keras.layers.Bidirectional(lstm, name=f"bilstm_{i + 1}")(x)
-        x = tf_keras.layers.Dropout(cfg.dropout, name=f"dropout_{i + 1}" if i + 1 < cfg.lstm_layers else "dropout")(x)
+    x = bilstm_encoder(cfg, inputs["token_ids"], vocabulary_size, last_dropout=True)
     return tf_keras.Model(inputs, tag_head(x, num_tags, crf=cfg.crf), name=name)
