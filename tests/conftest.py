@@ -122,3 +122,41 @@ def tiny_multitask_run(tmp_path_factory) -> dict:
     with contextlib.redirect_stdout(printed):
         run_dir, paths = train_tiny_multitask(tmp_path_factory.mktemp("multitask"))
     return {"run_dir": run_dir, "paths": paths, "stdout": printed.getvalue()}
+
+
+TINY_BERT_MODEL = """
+model:
+  architecture: bert
+  encoder: null
+  num_layers: 1
+  hidden_dim: 32
+  num_heads: 2
+  intermediate_dim: 64
+  dropout: 0.0
+  pooling: mean
+"""
+
+
+def tiny_bert_config_text(train: pathlib.Path, output_dir: pathlib.Path, name: str = "tiny_bert", epochs: int = 3) -> str:
+    """The tiny BiLSTM config with a one-layer random-init BERT (learnt WordPiece vocabulary) as model."""
+    text = tiny_config_text(train, output_dir, name=name, epochs=epochs)
+    text = text.replace("""model:
+  architecture: bilstm
+  embedding_dim: 16
+  lstm_units: 16
+  dropout: 0.1
+""", TINY_BERT_MODEL)
+    return text.replace("learning_rate: 0.01", "learning_rate: 0.003")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_run(tmp_path_factory, tiny_data) -> pathlib.Path:
+    """One tiny BERT classifier run (1 layer, 32 units, 3 epochs) shared by explain/compose/structured
+    compression tests. Tests must not modify the run folder."""
+    from llmos_tf.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_bert")
+    config = root / "tiny_bert.yaml"
+    config.write_text(tiny_bert_config_text(tiny_data["train"], root / "runs"))
+    assert main(["train", str(config)]) == 0
+    return root / "runs" / "tiny_bert"
