@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 from llmos_tf._tf import tf, tf_keras
 
@@ -159,11 +160,14 @@ class TransformerBlock(tf_keras.layers.Layer):
         activation: str = "gelu_approximate",
         layer_norm_epsilon: float = 1e-12,
         initializer_range: float = 0.02,
+        key_dim: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.intermediate_dim = int(intermediate_dim)
+        # None: hidden_dim // num_heads; set explicitly when structured pruning removed heads
+        self.key_dim = int(key_dim) if key_dim else None
         self.dropout = float(dropout)
         self.activation = activation
         self.layer_norm_epsilon = float(layer_norm_epsilon)
@@ -173,12 +177,13 @@ class TransformerBlock(tf_keras.layers.Layer):
     def build(self, input_shape):
         input_shape = tf.TensorShape(input_shape)
         hidden_dim = int(input_shape[-1])
-        if hidden_dim % self.num_heads:
+        if self.key_dim is None and hidden_dim % self.num_heads:
             raise ValueError(
                 f"hidden_dim={hidden_dim} is not divisible by num_heads={self.num_heads}")
+        key_dim = self.key_dim or hidden_dim // self.num_heads
         init = lambda: _bert_initializer(self.initializer_range)  # noqa: E731
         self.attention = tf_keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=hidden_dim // self.num_heads,
+            num_heads=self.num_heads, key_dim=key_dim,
             dropout=self.dropout, kernel_initializer=init(), name="self_attention_layer")
         with tf.name_scope(self.attention.name):
             # tf_keras MHA creates its projections here but builds them lazily;
@@ -188,7 +193,7 @@ class TransformerBlock(tf_keras.layers.Layer):
             for dense in (a._query_dense, a._key_dense, a._value_dense):
                 _build_in_scope(dense, input_shape)
             _build_in_scope(a._output_dense, input_shape[:-1].concatenate(
-                [self.num_heads, hidden_dim // self.num_heads]))
+                [self.num_heads, key_dim]))
         self.attention_dropout = tf_keras.layers.Dropout(self.dropout, name="self_attention_dropout")
         self.attention_layer_norm = tf_keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, name="self_attention_layer_norm")
@@ -238,6 +243,8 @@ class TransformerBlock(tf_keras.layers.Layer):
             layer_norm_epsilon=self.layer_norm_epsilon,
             initializer_range=self.initializer_range,
         )
+        if self.key_dim is not None:
+            config["key_dim"] = self.key_dim
         return config
 
 
@@ -277,6 +284,7 @@ ENCODER_CONFIG_KEYS = (
     "vocabulary_size", "num_layers", "hidden_dim", "num_heads", "intermediate_dim",
     "max_sequence_length", "num_segments", "dropout", "activation",
 )
+STRUCTURED_CONFIG_KEYS = ("layer_num_heads", "layer_intermediate_dims", "key_dim")
 
 
 @_register(package=PACKAGE)
@@ -305,9 +313,18 @@ class BertEncoder(tf_keras.Model):
         num_segments: int = 2,
         dropout: float = 0.1,
         activation: str = "gelu_approximate",
+        layer_num_heads: Sequence[int] | None = None,
+        layer_intermediate_dims: Sequence[int] | None = None,
+        key_dim: int | None = None,
         **kwargs,
     ):
-        if hidden_dim % num_heads:
+        # per-layer head counts / feed-forward widths and a fixed key_dim: the smaller
+        # shapes structured pruning leaves (llmos_tf.compression.structured); None: uniform
+        heads = [int(h) for h in layer_num_heads] if layer_num_heads is not None else [num_heads] * num_layers
+        widths = [int(w) for w in layer_intermediate_dims] if layer_intermediate_dims is not None else [intermediate_dim] * num_layers
+        if len(heads) != num_layers or len(widths) != num_layers:
+            raise ValueError(f"layer_num_heads / layer_intermediate_dims need {num_layers} entries, got {len(heads)} / {len(widths)}")
+        if key_dim is None and hidden_dim % num_heads:
             raise ValueError(
                 f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}")
         token_ids = tf_keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -319,8 +336,8 @@ class BertEncoder(tf_keras.Model):
         x = embeddings(token_ids, segment_ids=segment_ids)
         for i in range(num_layers):
             x = TransformerBlock(
-                num_heads, intermediate_dim, dropout=dropout, activation=activation,
-                name=f"transformer_layer_{i}")(x, padding_mask=padding_mask)
+                heads[i], widths[i], dropout=dropout, activation=activation,
+                key_dim=key_dim, name=f"transformer_layer_{i}")(x, padding_mask=padding_mask)
         pooled = BertPooler(hidden_dim, name="pooler")(x)
         kwargs.setdefault("name", "bert_encoder")
         super().__init__(
@@ -338,6 +355,9 @@ class BertEncoder(tf_keras.Model):
         self.num_segments = int(num_segments)
         self.dropout = float(dropout)
         self.activation = activation
+        self.layer_num_heads = list(layer_num_heads) if layer_num_heads is not None else None
+        self.layer_intermediate_dims = list(layer_intermediate_dims) if layer_intermediate_dims is not None else None
+        self.key_dim = int(key_dim) if key_dim else None
 
     def __call__(self, inputs, *args, **kwargs):
         if isinstance(inputs, dict) and "segment_ids" not in inputs:
@@ -358,8 +378,12 @@ class BertEncoder(tf_keras.Model):
         return self.get_layer("pooler")
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable,
-                **{k: getattr(self, k) for k in ENCODER_CONFIG_KEYS}}
+        config = {"name": self.name, "trainable": self.trainable,
+                  **{k: getattr(self, k) for k in ENCODER_CONFIG_KEYS}}
+        for key in STRUCTURED_CONFIG_KEYS:  # only in structurally pruned encoders
+            if getattr(self, key, None) is not None:
+                config[key] = getattr(self, key)
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
