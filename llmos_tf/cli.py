@@ -527,6 +527,7 @@ def _add_optional(sub) -> None:
 
     add_compress_parser(sub)
     add_distill_parser(sub)
+    __import__("llmos_tf.compose.cli", fromlist=["add_compose_parsers"]).add_compose_parsers(sub)  # ensemble, encode, index
     try:
         from llmos_tf.serving.cli import add_serve_arguments, run_serve
     except ImportError:

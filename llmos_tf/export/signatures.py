@@ -27,6 +27,44 @@ def _named(ids_or_features) -> dict[str, tf.Tensor]:
     return dict(ids_or_features) if isinstance(ids_or_features, dict) else {"token_ids": ids_or_features}
 
 
+# the sentence-embedding signature of BERT exports: text -> L2-normalised mean-pooled vector
+ENCODE = "encode"
+ENCODE_OUTPUT = "embedding"
+
+
+def mean_pooled_unit_vectors(sequence: tf.Tensor, padding_mask: tf.Tensor) -> tf.Tensor:
+    """``[B, T, H]`` token vectors -> ``[B, H]`` unit vectors: the mean over unmasked positions, L2-normalised
+    (sentence-transformers' pooling for all-MiniLM-L6-v2, so cosine similarity is a dot product)."""
+    weights = tf.expand_dims(tf.cast(padding_mask, tf.float32), -1)
+    total = tf.reduce_sum(tf.cast(sequence, tf.float32) * weights, axis=1)
+    return tf.math.l2_normalize(total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0), axis=-1)
+
+
+def sentence_encoder(model) -> Callable | None:
+    """``features -> [B, H]`` sentence vectors from the BERT encoder inside a classifier, or None (no BERT encoder).
+
+    ``model`` is a tf_keras classifier or a :class:`~llmos_tf.compression.int8_weights.QuantizedModel` around one;
+    for the latter the encoder runs on the same dequantized int8/float16 weights as ``serving_default``, so an
+    ``encode`` signature adds no weights to the SavedModel.
+    """
+    import contextlib
+
+    from llmos_tf.models.bert import BertEncoder
+
+    keras_model = getattr(getattr(model, "_keras_call", None), "__self__", model)
+    encoder = next((layer for layer in getattr(keras_model, "layers", ()) if isinstance(layer, BertEncoder)), None)
+    if encoder is None:
+        return None
+    dequantized = getattr(model, "_dequantized", contextlib.nullcontext)
+
+    def vectors(features: dict[str, tf.Tensor]) -> tf.Tensor:
+        with dequantized():
+            sequence = encoder(features, training=False)["sequence_output"]
+        return mean_pooled_unit_vectors(sequence, features["padding_mask"])
+
+    return vectors
+
+
 class ClassifierServingModule(tf.Module):
     """Wraps tokenizer + token-id classifier + label names into one servable."""
 
@@ -41,6 +79,10 @@ class ClassifierServingModule(tf.Module):
         self.postprocess = tf.function(self._postprocess, input_signature=[tf.TensorSpec([None, num_labels], tf.float32, name="probabilities")])
         if model is not None:  # without a model (a TFLite-only version) only the two halves exist
             self.serve = tf.function(self._serve, input_signature=[TEXT_SPEC])
+        # a BERT classifier also exports `encode` (sentence embeddings); a closure, so nothing extra is tracked or saved
+        self._sentence_vectors = sentence_encoder(model) if model is not None else None
+        if self._sentence_vectors is not None:
+            self.encode = tf.function(self._encode, input_signature=[TEXT_SPEC])
 
     def token_ids(self, text: tf.Tensor) -> tf.Tensor:
         ids = self.tokenizer(text)[:, : self.max_length]
@@ -65,9 +107,15 @@ class ClassifierServingModule(tf.Module):
         probabilities = tf.cast(self.model(self.model_inputs(text), training=False), tf.float32)
         return self._postprocess(probabilities)
 
+    def _encode(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``encode``: text -> ``embedding`` float32 ``[None, hidden]``, the L2-normalised mean of the encoder's token vectors."""
+        return {ENCODE_OUTPUT: self._sentence_vectors(_named(self.model_inputs(text)))}
+
     def signatures(self, include_model: bool = True) -> dict:
         """Signatures for ``tf.saved_model.save``; without the model only the two halves."""
         out = {PREPROCESS: self.preprocess, POSTPROCESS: self.postprocess}
         if include_model:
             out["serving_default"] = self.serve
+        if include_model and self._sentence_vectors is not None:
+            out[ENCODE] = self.encode
         return out

@@ -24,6 +24,19 @@ DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
 
 
+# lines of a TensorFlow runtime error that say where, not what (graph mode: the reason comes after them)
+_TF_ERROR_NOISE = ("Graph execution error", "Detected at node", "<stack traces unavailable>", "[[{{")
+
+
+def tf_error_summary(err: Exception, limit: int = 500) -> str:
+    """The line of a TensorFlow error that says what went wrong -- e.g. a ``tf.debugging.assert_*`` message
+    from inside a SavedModel (``assertion failed: [search: k must be at least 1] ...``) -- not the
+    ``Graph execution error:`` header that graph-mode errors start with."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(_TF_ERROR_NOISE) and not line.startswith("File ")]
+    return (useful or lines or [type(err).__name__])[0][:limit]
+
+
 @dataclass
 class Result:
     model: str
@@ -97,7 +110,7 @@ class PredictionCore:
             raise
         except Exception as err:  # TensorFlow rejected the inputs at run time
             if isinstance(err, (tf.errors.InvalidArgumentError, ValueError, TypeError)):
-                raise invalid_argument(f"{servable.name} version {servable.version}: {str(err).splitlines()[0][:500]}; expected inputs: {servable.expected(signature)}") from None
+                raise invalid_argument(f"{servable.name} version {servable.version}: {tf_error_summary(err)}; expected inputs: {servable.expected(signature)}") from None
             raise
         finally:
             self.metrics.runtime_latency.observe(
