@@ -27,6 +27,27 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _layer_list(text: str) -> tuple[int, ...]:
+    """argparse type: ``0,2,4`` → (0, 2, 4); distinct non-negative integers."""
+    try:
+        layers = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer indices such as 0,2,4; got {text!r}") from None
+    if not layers or min(layers) < 0 or len(set(layers)) != len(layers):
+        raise argparse.ArgumentTypeError(f"expected distinct layer indices from 0, such as 0,2,4; got {text!r}")
+    return layers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def add_compress_parser(sub) -> None:
     p = sub.add_parser(
         "compress",
@@ -46,6 +67,18 @@ def add_compress_parser(sub) -> None:
                   --model_base_path saved_models --name sst2_bert --publish compressed --max_drop 0.01 --report
               llmos compress --run runs/sst2_bert --target_sparsity 0.8 --epochs 2 --distill_alpha 0.2 --report
               llmos compress --run runs/sample_bilstm --no-prune --quantize float16 --qat
+              llmos compress --run runs/sst2_bert --no-prune --trim_vocabulary --keep_layers 0,2,4 --prune_ffn 0.5 \
+                  --distill_alpha 0.5 --steps_per_epoch 300 --quantize dynamic --report
+                  (structured: a row per step, each smaller in every matrix, then int8)
+
+            structured compression (BERT classifiers), applied in this order, each step a row of the report:
+              --trim_vocabulary [CORPUS]  keep the WordPiece tokens the training texts (or CORPUS) use; the report
+                                          gives the share of validation tokens kept; others become [UNK]
+              --keep_layers 0,2,4         keep those transformer blocks, then fine-tune (distil with --distill_alpha)
+              --prune_heads F / --prune_ffn F
+                                          remove the fraction F of attention heads / feed-forward neurons with the
+                                          lowest gradient x weight importance (Michel et al. 2019), then fine-tune
+            --prune, --quantize and --qat then build on the last structured model.
 
             what clients get by default never silently gets worse:
               - nothing is written to a model base path unless --model_base_path is given;
@@ -82,6 +115,15 @@ def add_compress_parser(sub) -> None:
                    help="the dense model teaches its pruned copy: ALPHA weighs the gold labels, 1 - ALPHA its soft targets "
                    "(e.g. 0.5; default: gold labels only)")
     p.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of --distill_alpha's soft targets (default 2)")
+    s = p.add_argument_group("structured compression (BERT classifiers; rows and columns removed, not zeroed)")
+    s.add_argument("--trim_vocabulary", nargs="?", const="train", default=None, metavar="CORPUS",
+                   help="keep only the WordPiece tokens that occur in the training texts (or in CORPUS: a .txt file, one text "
+                   "per line, or a csv/tsv/jsonl table) plus the special tokens; gathers the embedding rows")
+    s.add_argument("--keep_layers", type=_layer_list, metavar="I,J,...", help="keep these transformer blocks (e.g. 0,2,4), then fine-tune")
+    s.add_argument("--prune_heads", type=_fraction, metavar="F", help="remove this fraction of attention heads (lowest importance first), then fine-tune")
+    s.add_argument("--prune_ffn", type=_fraction, metavar="F", help="remove this fraction of feed-forward neurons (lowest importance first), then fine-tune")
+    s.add_argument("--importance_batches", type=_positive_int, default=32,
+                   help="training batches over which head / neuron importance is accumulated (default 32)")
     p.add_argument("--model_base_path", default=None,
                    help="TF Serving model base path to publish to, e.g. saved_models (default: none, nothing is published; "
                    "the variants stay staged in <report_dir>/variants/)")
@@ -109,7 +151,12 @@ def _cmd_compress(args) -> int:
     if ref.is_savedmodel:
         raise RunError(f"--run {args.run}: an exported version; compress takes the run folder it came from (runs/<name>)")
     from llmos_tf.compression.pipeline import compress
+    from llmos_tf.compression.structured.steps import StructuredOptions
     from llmos_tf.export.writer import main_command
+
+    structured = StructuredOptions(trim_vocabulary=args.trim_vocabulary, keep_layers=args.keep_layers, prune_heads=args.prune_heads,
+                                   prune_ffn=args.prune_ffn, importance_batches=args.importance_batches)
+    structured.check()  # a missing corpus file answers before the run loads
 
     quantize = tuple(m for m in args.quantize if m != "none")
     report = compress(
@@ -118,7 +165,7 @@ def _cmd_compress(args) -> int:
         steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, distill_alpha=args.distill_alpha,
         temperature=args.temperature, model_base_path=args.model_base_path, name=args.name,
         publish=args.publish, tflite_only=args.tflite_only, max_drop=args.max_drop,
-        max_eval_examples=args.max_eval_examples, report_dir=args.report_dir, command=main_command(),
+        max_eval_examples=args.max_eval_examples, report_dir=args.report_dir, command=main_command(), structured=structured,
         verbose=1 if sys.stdout.isatty() else 2,  # Keras' progress bar, or a line per fine-tuning epoch in a log
     )
     if args.report:

@@ -52,7 +52,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from llmos_tf.compression.measure import SizeFigures, file_sizes, measure_speed
+from llmos_tf.compression.publishing import DROP_TOLERANCE, publish_variants, within_drop  # noqa: F401  (re-exported)
 from llmos_tf.compression.report import CompressionReport, VariantRow
+from llmos_tf.compression.structured.steps import StructuredOptions
 from llmos_tf.errors import ConfigError, RunError
 from llmos_tf.export.writer import TFLITE_FILE
 
@@ -69,6 +71,7 @@ class Variant:
     tflite: bytes | None = None
     details: dict[str, Any] | None = None
     sparsity: float | None = None
+    run: Any = None  # the run it tokenizes with, when not the original one (a trimmed vocabulary)
 
 
 @dataclass
@@ -171,19 +174,33 @@ def _check_strategy(*, prune: bool, quantize: Sequence[str], qat: bool, distill_
 def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: bool, prune_embeddings: bool,
                    quantize: Sequence[str], qat: bool, epochs: int, steps_per_epoch: int | None, log_dir: pathlib.Path,
                    learning_rate: float | None = None, distill_alpha: float | None = None, temperature: float = 2.0,
+                   structured: StructuredOptions | None = None, validation_texts: Sequence[str] = (),
                    verbose: int = 0, say: Callable[[str], None] = print) -> list[Variant]:
-    """Dense, pruned, quantized and QAT variants of a loaded run (models and TFLite bytes, not yet exported)."""
+    """Dense, structured, pruned, quantized and QAT variants of a loaded run (models and TFLite bytes, not yet exported).
+
+    Structured steps (:mod:`.structured.steps`) come first; the last one is the base the others build on."""
     from llmos_tf.compression import run_data
     from llmos_tf.compression.tflite import convert_to_tflite
 
     variants = [Variant("dense", run.model, sparsity=_sparsity(run.model))]
     base = variants[0]
+    if structured is not None and structured.active:
+        from llmos_tf.compression.structured.steps import structured_steps
+
+        steps = structured_steps(run, structured, validation_texts=validation_texts, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                 learning_rate=learning_rate, distill_alpha=distill_alpha, temperature=temperature,
+                                 cache_dir=log_dir / "structured_cache", verbose=verbose, say=say)
+        for step in steps:
+            variants.append(Variant(step.name, step.model, details=step.details, sparsity=_sparsity(step.model), run=step.run))
+        base = variants[-1]
+        run = base.run  # pruning, calibration and QAT tokenize with the trimmed vocabulary
     if prune:
         teacher = f" with the dense model as teacher (alpha {distill_alpha})" if distill_alpha is not None else ""
         say(f"pruning to {target_sparsity:.0%}{' (2:4)' if structured_2_4 else ''}, fine-tuning {epochs} epoch(s){teacher} ...")
         from llmos_tf.compression.pruning import load_cached, prune_run, save_cached
 
-        settings = {"run": str(run.run_dir), "target_sparsity": target_sparsity, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+        settings = {"run": str(run.run_dir), "base": base.name, "structured": _plain(structured) if structured else None,
+                    "target_sparsity": target_sparsity, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
                     "structured_2_4": structured_2_4, "prune_embeddings": prune_embeddings, "learning_rate": learning_rate,
                     "distill_alpha": distill_alpha, "temperature": temperature}
         cache = log_dir / "pruned_cache"
@@ -205,7 +222,8 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
             "layers": [_plain(r) for r in result.layers],
             "not_pruned": [_plain(r) for r in result.skipped],
         }
-        base = Variant("pruned", result.model, details=details, sparsity=_sparsity(result.model))
+        base = Variant("pruned" if base.name == "dense" else f"{base.name}_pruned", result.model, details=details,
+                       sparsity=_sparsity(result.model), run=base.run)
         variants.append(base)
     representative = run_data.representative_inputs(run, 100) if "int8" in quantize else None
     example = run_data.representative_inputs(run, 1)
@@ -214,7 +232,8 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
         conversion = convert_to_tflite(base.model, mode=mode, example_inputs=example, representative=representative, max_length=run.max_length)
         details = {"tflite_mode": mode, "select_tf_ops": conversion.select_tf_ops, "static_shape": conversion.static_shape,
                    "notes": list(conversion.notes), "from": base.name}
-        variants.append(Variant(f"{base.name}_{mode}" if base.name != "dense" else mode, base.model, conversion.content, details, base.sparsity))
+        variants.append(Variant(f"{base.name}_{mode}" if base.name != "dense" else mode, base.model, conversion.content, details,
+                                base.sparsity, run=base.run))
     if qat:
         from llmos_tf.compression.qat import quantization_aware_train
 
@@ -229,7 +248,8 @@ def build_variants(run, *, prune: bool, target_sparsity: float, structured_2_4: 
             "select_tf_ops": conversion.select_tf_ops,
             "notes": list(conversion.notes),
         }
-        variants.append(Variant("pruned_qat_int8" if prune else "qat_int8", result.model, conversion.content, details, base.sparsity))
+        qat_name = "qat_int8" if base.name == "dense" else f"{base.name}_qat_int8"
+        variants.append(Variant(qat_name, result.model, conversion.content, details, base.sparsity, run=base.run))
     return variants
 
 
@@ -252,132 +272,8 @@ def _export_variant(run, variant: Variant, base: pathlib.Path, name: str, *, com
     from llmos_tf.export.writer import export_model
 
     compression = {"method": variant.name, "savedmodel_weights": weight_format(variant), **(variant.details or {})}
-    return export_model(run, variant.model, base, name, compression=compression, tflite=variant.tflite,
+    return export_model(variant.run or run, variant.model, base, name, compression=compression, tflite=variant.tflite,
                         weights=weight_format(variant), command=command)
-
-
-DROP_TOLERANCE = 1e-9  # 0.90 - 0.89 is 0.01000000000000001 in floating point; that is still a drop of 0.01
-
-
-def within_drop(row: VariantRow, max_drop: float) -> bool:
-    """Whether a variant's metric is at most ``max_drop`` below the dense model's (``row.delta`` is metric − dense)."""
-    return row.drop <= max_drop + DROP_TOLERANCE
-
-
-def _choose_compressed(report: CompressionReport, max_drop: float) -> VariantRow | None:
-    """The variant labelled ``compressed``: the smallest (gzipped bytes a server loads by default) within ``max_drop``."""
-    if report.dense is None:
-        return None
-    candidates = [r for r in report.rows if r.variant != "dense" and within_drop(r, max_drop)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda r: (r.served_gzip_bytes, -r.metric, r.tflite_gzip_bytes or 0))
-
-
-def _publish(staged: pathlib.Path, row: VariantRow, model_base_path: pathlib.Path, name: str, labels: list[str],
-             report: CompressionReport) -> int:
-    """Copy a staged version folder into ``<base>/<name>/<next>`` (atomically) and label it."""
-    from llmos_tf.export.layout import next_version, staged_version
-    from llmos_tf.export.model_server_config import set_version_label
-
-    model_dir = model_base_path / name
-    version = next_version(model_dir)
-    with staged_version(model_dir, model_dir / str(version), force=False) as tmp:
-        shutil.copytree(staged, tmp, dirs_exist_ok=True)
-        card_path = tmp / "assets" / "llmos.json"
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-        card["version"] = version
-        card["version_labels"] = labels
-        card["compression"] = {**card.get("compression", {}), "report_row": _plain(row), "report": report.to_dict()}
-        card_path.write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-    for label in labels:
-        set_version_label(model_base_path, name, label, version)
-    return version
-
-
-def _points(drop: float) -> str:
-    """A metric drop in points for messages: 0.028 → "2.8 points"."""
-    return f"{drop * 100:.1f} points"
-
-
-def _publication_plan(report: CompressionReport, max_drop: float, publish: str) -> tuple[VariantRow | None, list[VariantRow], list[VariantRow]]:
-    """(chosen, to publish in this order, held back). The chosen variant is last, so it gets the highest version."""
-    chosen = _choose_compressed(report, max_drop)
-    variants = [r for r in report.rows if r.variant != "dense"]
-    held_back = [r for r in variants if report.dense is None or not within_drop(r, max_drop)]
-    if publish == "all":
-        order = [r for r in variants if r not in held_back and r is not chosen] + ([chosen] if chosen is not None else [])
-    elif publish == "compressed":
-        order = [chosen] if chosen is not None else []
-    else:
-        order = []
-    return chosen, order, held_back
-
-
-def publish_variants(report: CompressionReport, staged: dict[str, pathlib.Path], *, max_drop: float, publish: str,
-                     model_base_path: str | pathlib.Path | None, name: str, say: Callable[[str], None] = print) -> list[VariantRow]:
-    """Apply the publishing policy (module docstring) to a measured report; returns the published rows in version order.
-
-    Fills each row's ``status``, ``staged_path``, ``version`` and ``label``, and ``report.publishing``
-    with what was done and why (each sentence also goes to ``say``)."""
-    report.max_drop = max_drop
-    report.model_base_path = str(model_base_path) if model_base_path is not None else None
-    for row in report.rows:
-        row.staged_path = str(staged[row.variant]) if row.variant in staged else None
-        row.status = "reference" if row.variant == "dense" else "staged"
-    chosen, order, held_back = _publication_plan(report, max_drop, publish)
-    dense = report.dense
-    variants = [r for r in report.rows if r.variant != "dense"]
-    staging_dir = next(iter(staged.values())).parent if staged else None
-    notes: list[str] = []
-    for row in held_back:
-        row.status = "held back"
-        notes.append(f"held back {row.variant}: its {report.metric} is {_points(row.drop)} below the dense model's, more than "
-                     f"--max_drop {max_drop:g}; it is not published and stays staged in {row.staged_path}")
-    if not variants:
-        notes.append("nothing to publish: only the dense model was measured")
-    elif chosen is None:
-        if dense is None:
-            notes.append("nothing published: there is no dense row to measure the drop against")
-        else:
-            best = min(variants, key=lambda r: r.drop)
-            notes.append(
-                f"nothing published: no variant is within --max_drop {max_drop:g} of the dense {report.metric} {dense.metric:.4f} "
-                f"(the smallest drop is {best.variant}'s, {_points(best.drop)}), so what clients get stays as it is. "
-                f"To accept a bigger drop, run again with --max_drop {_round_up(best.drop):g}"
-                f"{' and --model_base_path' if model_base_path is None else ''} (the pruned model is cached)"
-            )
-    elif model_base_path is None:
-        ready = ", ".join(f"{r.variant}{' (compressed)' if r is chosen else ''}" for r in variants if r not in held_back)
-        notes.append(f"nothing published: no --model_base_path given; the variants stay staged in {staging_dir} "
-                     f"(within --max_drop {max_drop:g}: {ready}); to publish, run again with --model_base_path, e.g. saved_models")
-    elif not order:  # --publish none
-        notes.append(f"nothing published (--publish none); the variants stay staged in {staging_dir}")
-    published: list[VariantRow] = []
-    if model_base_path is not None and chosen is not None:
-        for row in order:
-            is_chosen = row is chosen
-            labels = [row.variant] + (["compressed"] if is_chosen else [])
-            row.version = _publish(staged[row.variant], row, pathlib.Path(model_base_path), name, labels, report)
-            row.label = "compressed" if is_chosen else row.variant
-            row.status = "published"
-            published.append(row)
-    if published:
-        listing = ", ".join(f"{r.variant} → {r.version}" for r in published)
-        drop = f"{_points(chosen.drop)} below dense" if chosen.drop > DROP_TOLERANCE else "no drop"
-        notes.append(f"published as versions of {pathlib.Path(model_base_path) / name}: {listing}; {chosen.variant} ({drop}) "
-                     f"carries the label 'compressed' and is the highest version, which unlabelled requests get")
-    report.publishing = notes
-    for line in notes:
-        say(line)
-    return published
-
-
-def _round_up(drop: float) -> float:
-    """The smallest ``--max_drop`` with 3 decimals that accepts ``drop``."""
-    import math
-
-    return max(0.0, math.ceil(round(drop * 1000, 6)) / 1000)
 
 
 def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity: float = 0.8, structured_2_4: bool = False,
@@ -386,18 +282,28 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
              temperature: float = 2.0, model_base_path: str | pathlib.Path | None = None, name: str | None = None,
              publish: str = "all", tflite_only: bool = False, max_drop: float = 0.01, max_eval_examples: int | None = 2000,
              report_dir: str | pathlib.Path | None = None, command: str | None = None, verbose: int = 0,
-             say: Callable[[str], None] = print) -> CompressionReport:
-    """Build, export, measure and publish compressed variants of a finished run; see the module docstring."""
+             structured: StructuredOptions | None = None, say: Callable[[str], None] = print) -> CompressionReport:
+    """Build, export, measure and publish compressed variants of a finished run; see the module docstring.
+
+    ``structured`` (:class:`~.structured.steps.StructuredOptions`): vocabulary trimming, layer dropping,
+    head and feed-forward pruning before everything else (each step a row)."""
+    from llmos_tf.compression.structured.flops import mean_tokens, model_flops, parameter_count
     from llmos_tf.compression.run_data import load_trained
     from llmos_tf.export.layout import check_model_name
     from llmos_tf.training.trained_tagger import TrainedTagger
 
     _check_options(target_sparsity, quantize, publish, max_drop)
     _check_strategy(prune=prune, quantize=quantize, qat=qat, distill_alpha=distill_alpha)
+    if structured is not None:
+        structured.check()
     if tflite_only:
         say("--tflite_only is ignored: every version folder holds a SavedModel (int8 weights for quantized variants) "
             "and model.tflite beside it, so the stock tensorflow_model_server serves it")
     run = load_trained(run_dir)
+    if structured is not None and structured.active:
+        from llmos_tf.compression.structured.steps import check_run
+
+        check_run(run, structured)
     run_dir = pathlib.Path(run_dir)
     name = check_model_name(name or run.config.name)
     is_tagger = isinstance(run, TrainedTagger)
@@ -406,11 +312,13 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
     shutil.rmtree(staging, ignore_errors=True)  # a previous, possibly interrupted, attempt
     report = CompressionReport(run=str(run_dir), metric="entity_f1" if is_tagger else "accuracy", model_name=name)
     data = validation_set(run, max_eval_examples)
+    report.mean_tokens = mean_tokens(run, data.texts)
     started = time.time()
     variants = build_variants(run, prune=prune, target_sparsity=target_sparsity, structured_2_4=structured_2_4,
                               prune_embeddings=prune_embeddings, quantize=quantize, qat=qat, epochs=epochs,
                               steps_per_epoch=steps_per_epoch, learning_rate=learning_rate, distill_alpha=distill_alpha,
-                              temperature=temperature, log_dir=report_dir, verbose=verbose, say=say)
+                              temperature=temperature, log_dir=report_dir, structured=structured, validation_texts=data.texts,
+                              verbose=verbose, say=say)
     staged: dict[str, pathlib.Path] = {}
     for variant in variants:
         say(f"exporting and measuring {variant.name} ...")
@@ -432,6 +340,7 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
             gzip_bytes=savedmodel.gzip_bytes, tflite_bytes=tflite.raw_bytes if tflite else None,
             tflite_gzip_bytes=tflite.gzip_bytes if tflite else None, p50_ms_batch1=speed.p50_ms_batch1,
             throughput_batch32=speed.throughput_batch32, format=_format(path, variant), details=variant.details or {},
+            parameters=parameter_count(variant.model), flops=model_flops(variant.model, report.mean_tokens),
         ))
     publish_variants(report, staged, max_drop=max_drop, publish=publish, model_base_path=model_base_path, name=name, say=say)
     report.save(report_dir)

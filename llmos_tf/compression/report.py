@@ -13,6 +13,11 @@ Sizes are those of what a version folder holds, in two parts:
 * ``tflite_bytes`` / ``tflite_gzip_bytes``: the ``model.tflite`` beside it
   (what ``--prefer_tflite_model`` loads), ``None`` when there is none.
 
+Each row also has the variant's ``parameters`` and ``flops`` (matmul FLOPs per
+sentence at the validation mean length ``mean_tokens``; see
+:mod:`llmos_tf.compression.structured.flops`): what structured compression
+removes, where unstructured zeros change neither.
+
 Each row also says what became of the variant (``status``: ``reference`` for
 the dense model, ``published``, ``held back`` when its metric drop exceeds
 ``max_drop``, ``staged`` when it was within the drop but not published) and
@@ -38,7 +43,7 @@ import pandas as pd
 
 COLUMNS = (
     "variant", "metric", "delta", "sparsity", "size_bytes", "gzip_bytes", "tflite_bytes", "tflite_gzip_bytes",
-    "p50_ms_batch1", "throughput_batch32", "version", "label", "format", "status",
+    "p50_ms_batch1", "throughput_batch32", "parameters", "flops", "version", "label", "format", "status",
 )
 SIZE_FIGURES = ("size_bytes", "gzip_bytes", "tflite_bytes", "tflite_gzip_bytes")
 
@@ -67,6 +72,8 @@ class VariantRow:
     tflite_bytes: int | None = None
     tflite_gzip_bytes: int | None = None
     status: str = ""  # "reference", "published", "held back" or "staged" (set by ``llmos compress``)
+    parameters: int | None = None  # weights of the variant's model (structured compression removes some)
+    flops: float | None = None  # matmul FLOPs per sentence at the report's mean_tokens (structured.flops)
     staged_path: str | None = None  # the variant's version folder under <report_dir>/variants
 
     @property
@@ -91,6 +98,7 @@ class CompressionReport:
     max_drop: float | None = None
     model_base_path: str | None = None  # where variants were published (None: nowhere)
     publishing: list[str] = field(default_factory=list)  # what was published or held back, and why
+    mean_tokens: float | None = None  # validation mean length in tokens: where ``flops`` are counted
 
     def add(self, row: VariantRow) -> VariantRow:
         dense = self.dense
@@ -121,12 +129,14 @@ class CompressionReport:
             fate = "" if r.status in ("", "reference") else r.status
         return [
             r.variant, f"{r.metric:.4f}", f"{r.delta:+.4f}", f"{r.sparsity:.1%}", mb(r.size_bytes), mb(r.gzip_bytes),
-            mb(r.tflite_bytes), mb(r.tflite_gzip_bytes), f"{r.p50_ms_batch1:.1f}", f"{r.throughput_batch32:.0f}", fate,
+            mb(r.tflite_bytes), mb(r.tflite_gzip_bytes), f"{r.p50_ms_batch1:.1f}", f"{r.throughput_batch32:.0f}",
+            "" if r.parameters is None else f"{r.parameters / 1e6:.2f}", "" if r.flops is None else f"{r.flops / 1e6:.0f}", fate,
         ]
 
     def _header(self, batch1: str, batch32: str) -> list[str]:
         return ["variant", self.metric, "Δ", "sparsity", "SavedModel MB", "SavedModel gzip MB", "TFLite MB", "TFLite gzip MB",
-                f"p50 ms ({batch1})", f"ex/s ({batch32})", "version"]
+                f"p50 ms ({batch1})", f"ex/s ({batch32})", "params M",
+                "MFLOPs/sentence" + (f" (L={self.mean_tokens:.1f})" if self.mean_tokens else ""), "version"]
 
     def to_text(self) -> str:
         header = self._header("b=1", "b=32")
@@ -155,14 +165,15 @@ class CompressionReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "metric": self.metric, "model_name": self.model_name, "max_drop": self.max_drop,
-                "model_base_path": self.model_base_path, "publishing": list(self.publishing),
+                "model_base_path": self.model_base_path, "publishing": list(self.publishing), "mean_tokens": self.mean_tokens,
                 "variants": [dataclasses.asdict(r) for r in self.rows]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CompressionReport":
         """Also reads reports written before the TFLite sizes and the publishing fields existed."""
         report = cls(run=data["run"], metric=data["metric"], model_name=data.get("model_name"), max_drop=data.get("max_drop"),
-                     model_base_path=data.get("model_base_path"), publishing=list(data.get("publishing") or []))
+                     model_base_path=data.get("model_base_path"), publishing=list(data.get("publishing") or []),
+                     mean_tokens=data.get("mean_tokens"))
         known = {f.name for f in dataclasses.fields(VariantRow)}
         report.rows = [VariantRow(**{k: v for k, v in row.items() if k in known}) for row in data.get("variants", [])]
         return report
@@ -183,7 +194,7 @@ class CompressionReport:
         with tf.summary.create_file_writer(str(log_dir)).as_default():
             tf.summary.text("compression/report", self.to_markdown(), step=0)
             for step, r in enumerate(self.rows):
-                for key in ("metric", "sparsity", *SIZE_FIGURES, "p50_ms_batch1", "throughput_batch32"):
+                for key in ("metric", "sparsity", *SIZE_FIGURES, "p50_ms_batch1", "throughput_batch32", "parameters", "flops"):
                     value = getattr(r, key)
                     if value is None:  # no model.tflite in this version
                         continue

@@ -19,6 +19,8 @@ Example::
 """
 from __future__ import annotations
 
+import numpy as np
+
 from llmos_tf._tf import tf_keras
 from llmos_tf.models.bert import BertEncoder, count_parameters
 
@@ -66,3 +68,14 @@ def model_flops(model: tf_keras.Model, length: float) -> float:
         elif isinstance(layer, tf_keras.layers.Dense) and getattr(layer, "kernel", None) is not None:
             total += 2 * float(layer.kernel.shape[0]) * float(layer.kernel.shape[1]) * _positions(layer, length)
     return float(total)
+
+
+def mean_tokens(run, texts) -> float:
+    """Mean number of tokens the model sees per text (special tokens included, truncated as in serving)."""
+    from llmos_tf._tf import tf
+
+    if not len(texts):
+        return 0.0
+    ids = run.tokenizer()(tf.constant([str(t) for t in texts]))
+    lengths = ids.row_lengths().numpy() if hasattr(ids, "row_lengths") else np.full(len(texts), ids.shape[1])
+    return float(np.minimum(lengths, run.max_length).mean())

@@ -76,7 +76,8 @@ class StructuredStep:
         return self.run.model
 
 
-def _check_run(run, options: StructuredOptions) -> None:
+def check_run(run, options: StructuredOptions) -> None:
+    """Refuse what the loaded run cannot do (a tagger, layers it does not have) before any work."""
     from llmos_tf.compression.run_data import is_tagger
 
     if is_tagger(run):
@@ -139,7 +140,7 @@ def structured_steps(run, options: StructuredOptions, *, validation_texts: Seque
     from llmos_tf.compression.structured import vocabulary as vocab
 
     options.check()
-    _check_run(run, options)
+    check_run(run, options)
     train = dict(epochs=epochs, steps_per_epoch=steps_per_epoch, learning_rate=learning_rate, distill_alpha=distill_alpha,
                  temperature=temperature, verbose=verbose)
     settings: dict = {"run": str(run.run_dir), "fine_tune": {k: v for k, v in train.items() if k != "verbose"}}
