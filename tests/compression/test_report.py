@@ -23,7 +23,7 @@ def test_report_deltas_frame_text_and_round_trip(tmp_path):
     assert report.row("pruned").delta == pytest.approx(-0.015)
     frame = report.to_frame()
     assert list(frame["variant"]) == ["dense", "pruned", "pruned_dynamic"]
-    assert "accuracy" in frame.columns and frame.shape == (3, 14)
+    assert "accuracy" in frame.columns and frame.shape == (3, 16)  # parameters and flops included (None when not measured)
     # both sizes of what a version folder holds: its SavedModel and, when there is one, its model.tflite
     assert frame["tflite_bytes"].tolist()[2] == 800_000 and frame["tflite_gzip_bytes"].isna().tolist() == [True, True, False]
     text = report.to_text()
