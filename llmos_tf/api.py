@@ -227,6 +227,18 @@ class Run:
             metrics = self.model.evaluate(data)
         return Evaluation(metrics, task=self.task)
 
+    def explain(self, texts: str | Sequence[str], label: str | None = None, steps: int = 32):
+        """Word attributions (integrated gradients) for the predicted class, or ``label``: a DataFrame
+        (``text, label, probability, words, attributions, explained, baseline_probability``) that Jupyter
+        shows as highlighted sentences. Sentence classifiers only (see :mod:`llmos_tf.explain`)."""
+        from llmos_tf.explain.explanations import explain_run
+
+        if self.task != "classification":
+            from llmos_tf.errors import RunError
+
+            raise RunError(f"{self.run_dir}: a {self.task} run; Run.explain covers sentence classifiers")
+        return explain_run(self.model, [texts] if isinstance(texts, str) else list(texts), label=label, steps=steps)
+
     # -- downstream ----------------------------------------------------------------
     def export(self, model_base_path: str | pathlib.Path, name: str | None = None, *, version: int | None = None,
                force: bool = False) -> pathlib.Path:

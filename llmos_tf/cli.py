@@ -528,6 +528,9 @@ def _add_optional(sub) -> None:
     add_compress_parser(sub)
     add_distill_parser(sub)
     __import__("llmos_tf.compose.cli", fromlist=["add_compose_parsers"]).add_compose_parsers(sub)  # ensemble, encode, index
+    from llmos_tf.explain.cli import add_explain_parsers  # explain, calibrate
+
+    add_explain_parsers(sub)
     try:
         from llmos_tf.serving.cli import add_serve_arguments, run_serve
     except ImportError:

@@ -65,6 +65,21 @@ def sentence_encoder(model) -> Callable | None:
     return vectors
 
 
+EXPLAIN = "explain"  # text -> tokens, attributions, label (llmos_tf.explain.attributions)
+
+
+def _explainer(tokenizer, model, max_length: int, features):
+    """The module's integrated-gradients explainer, or None when the model has no token embedding to attribute."""
+    from llmos_tf.explain.attributions import TextExplainer, token_embedding_layer, vocabulary_of
+
+    try:
+        token_embedding_layer(model)
+        vocabulary = vocabulary_of(tokenizer)
+    except ValueError:
+        return None
+    return TextExplainer(tokenizer, model, vocabulary, max_length, features=features)
+
+
 class ClassifierServingModule(tf.Module):
     """Wraps tokenizer + token-id classifier + label names into one servable."""
 
@@ -83,6 +98,10 @@ class ClassifierServingModule(tf.Module):
         self._sentence_vectors = sentence_encoder(model) if model is not None else None
         if self._sentence_vectors is not None:
             self.encode = tf.function(self._encode, input_signature=[TEXT_SPEC])
+        # every classifier with a model also exports `explain` (integrated gradients, llmos_tf.explain.attributions)
+        self.explainer = _explainer(tokenizer, model, max_length, features) if model is not None else None
+        if self.explainer is not None:
+            self.explain = tf.function(self._explain, input_signature=[TEXT_SPEC])
 
     def token_ids(self, text: tf.Tensor) -> tf.Tensor:
         ids = self.tokenizer(text)[:, : self.max_length]
@@ -111,6 +130,13 @@ class ClassifierServingModule(tf.Module):
         """``encode``: text -> ``embedding`` float32 ``[None, hidden]``, the L2-normalised mean of the encoder's token vectors."""
         return {ENCODE_OUTPUT: self._sentence_vectors(_named(self.model_inputs(text)))}
 
+    def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``explain``: text -> ``tokens`` string ``[None, W]`` (words, padded with ""), ``attributions`` float32
+        ``[None, W]`` (integrated gradients of the predicted class), ``label``, ``class_id``, ``probability``."""
+        out = self.explainer(text)
+        return {"tokens": out["words"], "attributions": out["attributions"], "label": tf.gather(self.label_names, out["class_id"]),
+                "class_id": out["class_id"], "probability": out["probability"]}
+
     def signatures(self, include_model: bool = True) -> dict:
         """Signatures for ``tf.saved_model.save``; without the model only the two halves."""
         out = {PREPROCESS: self.preprocess, POSTPROCESS: self.postprocess}
@@ -118,4 +144,6 @@ class ClassifierServingModule(tf.Module):
             out["serving_default"] = self.serve
         if include_model and self._sentence_vectors is not None:
             out[ENCODE] = self.encode
+        if include_model and self.explainer is not None:
+            out[EXPLAIN] = self.explain
         return out

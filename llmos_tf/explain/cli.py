@@ -1,0 +1,82 @@
+"""``llmos explain`` (which words decided?) and ``llmos calibrate`` (is 0.97 really 97%?)."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+
+def add_explain_parsers(sub) -> None:
+    """Register ``explain`` and ``calibrate`` (one line in :func:`llmos_tf.cli._add_optional`)."""
+    _add_explain(sub)
+    _add_calibrate(sub)
+
+
+def _add_explain(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="which words decided a classifier's answer (integrated gradients; occlusion over gRPC)",
+        description="Score each word of each text for the predicted class (or --label): integrated gradients over the "
+        "token-embedding output (baseline: the padding embedding, Gauss-Legendre steps in one batch) with a run folder or "
+        "an exported version's `explain` signature; with --server, drop-one-word occlusion against any served classifier. "
+        "Scores sum to p(class | text) - p(class | baseline); positive words support the class.",
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              llmos explain --model runs/sample_bilstm "a wonderful, moving film"
+              llmos explain --model runs/sample_bilstm --label negative "a wonderful, moving film" --json
+              llmos explain --model saved_models/sst2/3 "not bad at all"
+              llmos explain --server 127.0.0.1:8500 --model sst2 "not bad at all"     # occlusion, any served classifier
+            """
+        ),
+    )
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="texts to explain")
+    p.add_argument("--model", required=True, metavar="RUN_OR_VERSION",
+                   help="a run folder, an exported version (saved_models/<name>/<version>), or with --server a served model name")
+    p.add_argument("--label", help="explain this class instead of the predicted one (run folders)")
+    p.add_argument("--steps", type=int, default=32, help="integration steps (run folders; exports use the steps they were exported with)")
+    p.add_argument("--server", metavar="HOST:PORT", help="explain a served model by occlusion over gRPC (TF Serving's PredictionService)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of coloured text")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args) -> int:
+    from llmos_tf.errors import RunError
+
+    if args.steps < 1:
+        raise RunError(f"--steps {args.steps}: expected a positive integer")
+    if args.server:
+        if args.label:
+            raise RunError("--label: occlusion over --server explains the predicted class only")
+        from llmos_tf.explain.occlusion import occlusion_explain
+
+        frame, method = occlusion_explain(args.server, args.model, args.texts), "occlusion"
+    else:
+        from llmos_tf.model_ref import resolve_model
+
+        ref = resolve_model(args.model, for_server=True)
+        if ref.task not in (None, "classification"):
+            raise RunError(f"--model {args.model}: a {ref.task} model; explain covers sentence classifiers (runs and exports)")
+        if ref.is_savedmodel:
+            if args.label:
+                raise RunError("--label: an export's explain signature explains the predicted class; pass the run folder to choose the class")
+            from llmos_tf.explain.explanations import explain_savedmodel
+
+            frame = explain_savedmodel(ref.path, args.texts)
+        else:
+            from llmos_tf.explain.explanations import explain_run
+            from llmos_tf.training.trained_run import TrainedRun
+
+            frame = explain_run(TrainedRun.load(ref.path), args.texts, label=args.label, steps=args.steps)
+        method = "integrated_gradients"
+    if args.json:
+        print(json.dumps({"model": args.model, "method": method, "explanations": frame.records()}))
+        return 0
+    from llmos_tf.explain.explanations import render_terminal
+
+    print(render_terminal(frame, colour=sys.stdout.isatty()))
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    pass
