@@ -56,6 +56,7 @@ SIZES: dict[str, dict] = {
     "03_serving": {"EPOCHS": 2, "MODEL_BASE_PATH": "{workspace}/served_models"},
     "04_tensorboard": {"EPOCHS": 2},
     "05_ner": {"EPOCHS": 4},
+    "07_customer_service": {"MODEL_BASE_PATH": "{workspace}/faq_models"},
 }
 
 
@@ -229,6 +230,19 @@ def check_05_ner(nb, probe, overrides):
     assert found >= 1 and page.count("<mark") == found
 
 
+def check_07_customer_service(nb, probe, overrides):
+    assert probe["rows"] == 6 * probe["QUESTIONS_PER_TOPIC"] and probe["index"].startswith(overrides["MODEL_BASE_PATH"])
+    # each request: the intent model's family and the FAQ topic of the top hit agree, and the answer is that topic's
+    families = {"lost_card": {"lost_or_stolen_card", "compromised_card"}, "card_arrival": {"card_arrival", "card_delivery_estimate"},
+                "exchange_rate": {"exchange_rate", "exchange_charge"}, "refund": {"request_refund", "Refund_not_showing_up"}}
+    assert [r["faq topic"] for r in probe["routed"]] == ["lost_card", "card_arrival", "exchange_rate", "refund"], probe["routed"]
+    for row in probe["routed"]:
+        assert row["intent"] in families[row["faq topic"]], row
+        assert row["similarity"] >= probe["MIN_SCORE"] and row["answer"] == probe["ANSWERS"][row["faq topic"]], row
+    assert probe["refusal"][0] == "INVALID_ARGUMENT" and "k must be at least 1" in probe["refusal"][1]
+    assert probe["exit_code"] == 0
+
+
 # name: (probe expression, evaluated in the notebook's kernel after its last cell; check)
 CHECKS = {
     "01_quickstart": ('{"comparison": comparison.to_dict(), "history_shape": list(bilstm.history.shape), '
@@ -243,6 +257,9 @@ CHECKS = {
                        '"tb_port": tb_port, "LAUNCH_TENSORBOARD": LAUNCH_TENSORBOARD}', check_04_tensorboard),
     "05_ner": ('{"f1": evaluation["entity_f1"], "shape": list(predictions.shape), "entities": predictions["entities"].tolist(), '
                '"SENTENCES": SENTENCES}', check_05_ner),
+    "07_customer_service": ('{"routed": routed.to_dict(orient="records"), "rows": card["corpus"]["rows"], "index": str(index_dir), '
+                            '"refusal": list(refusal), "exit_code": exit_code, "ANSWERS": ANSWERS, "MIN_SCORE": MIN_SCORE, '
+                            '"QUESTIONS_PER_TOPIC": QUESTIONS_PER_TOPIC}', check_07_customer_service),
 }
 
 
