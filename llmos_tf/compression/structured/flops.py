@@ -77,5 +77,10 @@ def mean_tokens(run, texts) -> float:
     if not len(texts):
         return 0.0
     ids = run.tokenizer()(tf.constant([str(t) for t in texts]))
-    lengths = ids.row_lengths().numpy() if hasattr(ids, "row_lengths") else np.full(len(texts), ids.shape[1])
+    if hasattr(ids, "row_lengths"):
+        lengths = ids.row_lengths().numpy()
+    elif isinstance(ids, (list, tuple)):  # keras-hub tokenizers answer Python lists in eager mode
+        lengths = np.array([len(row) for row in ids])
+    else:
+        lengths = np.full(len(texts), ids.shape[1])
     return float(np.minimum(lengths, run.max_length).mean())
