@@ -24,7 +24,7 @@ def _positive_int(text: str) -> int:
 def _add_publish_flags(p, what: str, example: str) -> None:
     p.add_argument("--name", required=True, help=f"model name under the base path, e.g. {example}")
     p.add_argument("--model_base_path", required=True, metavar="DIR", help=f"TF Serving model base path the {what} is published to, e.g. saved_models")
-    p.add_argument("--version", type=_positive_int, help="version number (default: the next free one)")
+    p.add_argument("--version", type=_positive_int, help="version number to publish as (default: the next free one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --version")
 
 
@@ -91,7 +91,7 @@ def add_compose_parsers(sub) -> None:
     p.add_argument("--model_base_path", metavar="DIR", help="TF Serving model base path to publish the encoder to")
     p.add_argument("--max_length", type=_positive_int, default=128, help="tokens per text in the published encoder")
     p.add_argument("--weights", choices=("float32", "int8"), default="float32", help="weight storage of the published encoder (int8: 4x smaller)")
-    p.add_argument("--version", type=_positive_int, help="version number (default: the next free one)")
+    p.add_argument("--version", type=_positive_int, help="version number to publish as (default: the next free one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --version")
     p.set_defaults(func=_cmd_encode)
 
