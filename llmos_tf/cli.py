@@ -240,6 +240,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--label_column", metavar="NAME", help="column holding the labels (default: the run's data.label_column, else label or category)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object instead of tables")
     p.add_argument("--head", help="which head of a multitask run or export (default: its first head)")
+    __import__("llmos_tf.explain.trust", fromlist=["_"]).add_trust_arguments(p)  # --robustness, --reliability_png (ECE always)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -287,6 +288,8 @@ def _cmd_evaluate(args) -> int:
     ref = resolve_model(args.model)
     _check_column_flags(args, ref)
     metrics = _evaluate_metrics(args, ref)
+    trust = __import__("llmos_tf.explain.trust", fromlist=["_"])  # ECE + reliability diagram, --robustness (classifiers)
+    metrics = trust.evaluate_trust(args, ref, metrics)
     width = terminal_width()
     if "entity_f1" in metrics:  # an NER run or an NER head
         from llmos_tf.training.conlleval import format_report, per_type_frame
@@ -309,6 +312,7 @@ def _cmd_evaluate(args) -> int:
 
         print("\nconfusion matrix (rows: true, columns: predicted)")
         print(pd.DataFrame(metrics["confusion_matrix"], index=metrics["labels"], columns=metrics["labels"]).to_string(line_width=width))
+    trust.print_trust(metrics)
     return 0
 
 
@@ -528,9 +532,7 @@ def _add_optional(sub) -> None:
     add_compress_parser(sub)
     add_distill_parser(sub)
     __import__("llmos_tf.compose.cli", fromlist=["add_compose_parsers"]).add_compose_parsers(sub)  # ensemble, encode, index
-    from llmos_tf.explain.cli import add_explain_parsers  # explain, calibrate
-
-    add_explain_parsers(sub)
+    __import__("llmos_tf.explain.cli", fromlist=["_"]).add_explain_parsers(sub)  # explain, calibrate
     try:
         from llmos_tf.serving.cli import add_serve_arguments, run_serve
     except ImportError:

@@ -1,0 +1,181 @@
+"""Seeded text perturbations: does the model flip on a typo? (evaluation, and ``training.augment``).
+
+Each perturbation is a pure function of ``(text, rate, seed)``: the same seed gives the same
+text, every time, on every machine (``random.Random`` seeded per text with a stable hash).
+
+* ``typo``: each word of 2+ letters, with probability ``rate``, gets one character edit
+  (swap two neighbours, delete, insert or replace a letter);
+* ``lowercase``: the whole text in lower case;
+* ``punctuation``: punctuation characters removed;
+* ``drop``: each word dropped with probability ``rate`` (one word always stays);
+* ``neighbour``: each word with probability ``rate`` swapped for its nearest whole word in the
+  model's own token-embedding space (cosine), see :class:`EmbeddingNeighbours`.
+
+Example::
+
+    perturb("The film was GREAT!", "typo", rate=0.5, seed=1)         # 'The flim was GRAET!'
+    robustness_table(predict_proba, texts, labels, seed=0)          # accuracy and flip rate per perturbation
+"""
+from __future__ import annotations
+
+import random
+import re
+import string
+import zlib
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+PERTURBATIONS = ("typo", "lowercase", "punctuation", "drop", "neighbour")
+DEFAULT_RATE = 0.15
+_PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
+
+
+def _rng(text: str, kind: str, seed: int) -> random.Random:
+    return random.Random(zlib.crc32(f"{seed}\x00{kind}\x00{text}".encode("utf-8")))
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    letters = [i for i, c in enumerate(word) if c.isalpha()]
+    if len(letters) < 2:
+        return word
+    edit = rng.choice(("swap", "delete", "insert", "replace"))
+    i = rng.choice(letters[:-1]) if edit == "swap" else rng.choice(letters)
+    alphabet = string.ascii_lowercase
+    if edit == "swap" and word[i] != word[i + 1]:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    if edit == "delete":
+        return word[:i] + word[i + 1:]
+    if edit == "insert":
+        return word[:i] + rng.choice(alphabet) + word[i:]
+    return word[:i] + rng.choice([c for c in alphabet if c != word[i].lower()]) + word[i + 1:]
+
+
+class EmbeddingNeighbours:
+    """Nearest whole-word vocabulary entry (cosine, itself excluded) of a word, from an embedding matrix.
+
+    Only alphabetic entries of 3+ characters take part (no ``##`` pieces, no ``[CLS]``); a word
+    that is not in the vocabulary has no neighbour and stays."""
+
+    def __init__(self, vocabulary: Sequence[str], matrix: np.ndarray):
+        keep = [i for i, t in enumerate(vocabulary) if t.isalpha() and len(t) >= 3]
+        self.words = [vocabulary[i] for i in keep]
+        self.index = {w: j for j, w in enumerate(self.words)}
+        rows = np.asarray(matrix, np.float32)[keep]
+        self.unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, word: str) -> str | None:
+        key = word.lower() if word.lower() in self.index and word not in self.index else word
+        if key not in self._cache:
+            j = self.index.get(key)
+            if j is None:
+                self._cache[key] = None
+            else:
+                scores = self.unit @ self.unit[j]
+                scores[j] = -np.inf
+                self._cache[key] = self.words[int(np.argmax(scores))]
+        return self._cache[key]
+
+    @classmethod
+    def of_run(cls, run) -> "EmbeddingNeighbours":
+        """From a loaded classification run: its vocabulary and token-embedding table."""
+        from llmos_tf.explain.attributions import token_embedding_layer
+
+        return cls(run.vocabulary, token_embedding_layer(run.model).embeddings.numpy())
+
+
+def perturb(text: str, kind: str, rate: float = DEFAULT_RATE, seed: int = 0, neighbours: Callable[[str], str | None] | None = None) -> str:
+    """``text`` perturbed by ``kind`` (one of :data:`PERTURBATIONS`), reproducibly from ``seed``."""
+    if kind not in PERTURBATIONS:
+        raise ValueError(f"perturbation {kind!r}: expected one of {', '.join(PERTURBATIONS)}")
+    if kind == "lowercase":
+        return text.lower()
+    if kind == "punctuation":
+        return re.sub(r"\s+", " ", _PUNCT.sub("", text)).strip()
+    rng = _rng(text, kind, seed)
+    words = text.split()
+    if kind == "drop":
+        kept = [w for w in words if rng.random() >= rate]
+        if not kept and words:  # one word always stays
+            kept = [words[rng.randrange(len(words))]]
+        return " ".join(kept)
+    if kind == "typo":
+        return " ".join(_typo(w, rng) if rng.random() < rate else w for w in words)
+    if neighbours is None:
+        raise ValueError("perturbation 'neighbour' needs an embedding-space neighbour function (EmbeddingNeighbours)")
+    out = []
+    for w in words:
+        swap = neighbours(w) if rng.random() < rate else None
+        out.append(swap or w)
+    return " ".join(out)
+
+
+def perturb_all(texts: Sequence[str], kind: str, rate: float = DEFAULT_RATE, seed: int = 0, neighbours=None) -> list[str]:
+    return [perturb(str(t), kind, rate, seed, neighbours) for t in texts]
+
+
+def robustness_table(predict_proba: Callable[[list[str]], np.ndarray], texts: Sequence[str], labels: np.ndarray, *,
+                     kinds: Sequence[str] = PERTURBATIONS, rate: float = DEFAULT_RATE, seed: int = 0,
+                     neighbours=None) -> list[dict[str, Any]]:
+    """Accuracy on clean and perturbed texts, and the flip rate (answers that change), per perturbation.
+
+    ``changed`` is the share of texts the perturbation altered at all. ``neighbour`` is skipped
+    (and says so) without a neighbour function."""
+    texts = [str(t) for t in texts]
+    labels = np.asarray(labels)
+    clean = predict_proba(texts).argmax(-1)
+    rows = [{"perturbation": "none", "accuracy": float((clean == labels).mean()), "flip_rate": 0.0, "changed": 0.0}]
+    for kind in kinds:
+        if kind == "neighbour" and neighbours is None:
+            rows.append({"perturbation": kind, "accuracy": None, "flip_rate": None, "changed": None, "note": "no embedding table"})
+            continue
+        perturbed = perturb_all(texts, kind, rate, seed, neighbours)
+        answers = predict_proba(perturbed).argmax(-1)
+        rows.append({"perturbation": kind, "accuracy": float((answers == labels).mean()), "flip_rate": float((answers != clean).mean()),
+                     "changed": float(np.mean([p != t for p, t in zip(perturbed, texts)]))})
+    return rows
+
+
+def augment_texts(texts: Sequence[str], labels: Sequence[Any], augment: Mapping[str, float] | None, seed: int = 0,
+                  neighbours=None) -> tuple[list[str], list[Any]]:
+    """``training.augment`` (``{perturbation: rate}``): the training texts plus one perturbed copy per
+    perturbation (copies equal to their original are left out). Rates as in :func:`perturb`; for
+    ``lowercase``/``punctuation`` the rate is the share of texts that get a copy."""
+    texts, labels = [str(t) for t in texts], list(labels)
+    if not augment:
+        return texts, labels
+    out_t, out_l = list(texts), list(labels)
+    for kind, rate in augment.items():
+        if kind == "neighbour" and neighbours is None:
+            continue
+        for i, (text, label) in enumerate(zip(texts, labels)):
+            if kind in ("lowercase", "punctuation") and _rng(text, kind, seed).random() >= rate:
+                continue
+            new = perturb(text, kind, rate, seed + i, neighbours)
+            if new != text:
+                out_t.append(new)
+                out_l.append(label)
+    return out_t, out_l
+
+
+def check_augment(augment: Any, where: str = "training.augment") -> dict[str, float]:
+    """Validate a ``training.augment`` mapping (``{typo: 0.1, drop: 0.1}``) with an error naming the bad key."""
+    from llmos_tf.errors import ConfigError
+
+    if augment in (None, {}):
+        return {}
+    if not isinstance(augment, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of perturbation -> rate, e.g. {{typo: 0.1}}; got {augment!r}")
+    out = {}
+    for kind, rate in augment.items():
+        if kind not in PERTURBATIONS:
+            raise ConfigError(f"{where}.{kind}: unknown perturbation; valid: {', '.join(PERTURBATIONS)}")
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.{kind}: expected a rate in (0, 1], got {rate!r}") from None
+        if not 0 < rate <= 1:
+            raise ConfigError(f"{where}.{kind}: expected a rate in (0, 1], got {rate}")
+        out[str(kind)] = rate
+    return out
