@@ -7,6 +7,15 @@ checker is :mod:`llmos_tf.schema`, shared with the model registry). The
 ``model`` section is checked against the schema of the chosen architecture,
 which each architecture registers in :mod:`llmos_tf.models.registry`.
 
+The task names here (``TASKS``, ``HEAD_TASKS``) are what a config may say;
+the task classes that run them are registered in :mod:`llmos_tf.tasks` (a test
+checks the two agree). This module sits below the tasks (they import it), so
+the few per-task config rules stay here rather than asking the registry.
+
+Why one module of ~400 lines: the dataclasses, their cross-field checks and
+the YAML loading/dumping are one schema; split, a rule would live away from
+the fields it checks.
+
 Example::
 
     cfg = load_config("configs/sample_bilstm.yaml", ["training.epochs=2"])

@@ -15,6 +15,9 @@ by which log-probabilities differ from logits). Augmented texts have no gold
 label, so only the distillation term sees them. The student's logits are its
 classifier's pre-softmax outputs, read from the same weights.
 
+The student is a :class:`DistillationTask` run by the one fit driver
+(:func:`llmos_tf.training.loop.fit`), so the run folder, TensorBoard logs, best
+checkpoint, mixed precision and ``run.json`` are those of every other task.
 The result is an ordinary run folder (config, vocabulary, labels, best model,
 TensorBoard logs, ``run.json`` with the teacher and the loss settings), so
 ``llmos evaluate``, ``export``, ``compress`` and ``serve`` work on it unchanged.
@@ -28,14 +31,16 @@ from __future__ import annotations
 
 import pathlib
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from llmos_tf._tf import tf, tf_keras
-from llmos_tf.errors import ConfigError, RunError
+from llmos_tf.errors import ConfigError
+from llmos_tf.tasks.base import TaskInputs
+from llmos_tf.tasks.classification import SUMMARY_KEYS, ClassificationTask
+from llmos_tf.training.evaluation import classification_metrics
 
 LOSSES = ("kl", "mse")
 
@@ -174,8 +179,8 @@ class Distiller(MixedLossTracking, tf_keras.Model):
         with tf.GradientTape() as tape:
             logits = self.logits_model(inputs, training=True)
             total, hard, soft, label, labelled = self._loss_terms(targets, logits)
-        variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        # minimize, not apply_gradients: a LossScaleOptimizer (training.mixed_precision: mixed_float16) scales the loss here
+        self.optimizer.minimize(total, self.student.trainable_variables, tape=tape)
         return self._update(total, hard, soft, label, labelled, logits)
 
     def test_step(self, data):
@@ -237,110 +242,123 @@ def _check(loss: str, temperature: float, alpha: float, augment_copies: int) -> 
         raise ConfigError(f"--augment: expected a non-negative number of copies, got {augment_copies}")
 
 
+class DistillationTask(ClassificationTask):
+    """A sentence classifier (the student) trained against a teacher's soft labels, run by
+    :func:`llmos_tf.training.loop.fit` like any task.
+
+    What differs from :class:`~llmos_tf.tasks.classification.ClassificationTask`: the
+    labels are the teacher's (the student answers in its order), the inputs carry the
+    teacher's log-probabilities of the transfer set (training texts plus augmented
+    copies), ``fit`` trains a :class:`Distiller` around the student, and ``run.json``
+    records the teacher. A student run does not resume (its folder's config does not
+    name the teacher), so an unfinished one trains again from the start.
+    """
+
+    resumable = False
+    write_graph = False
+
+    def __init__(self, cfg, teacher: Teacher, *, loss: str, temperature: float, alpha: float, augment_copies: int,
+                 say: Callable[[str], None] = print) -> None:
+        super().__init__(cfg)
+        self.teacher, self.loss, self.temperature, self.alpha, self.augment_copies, self.say = teacher, loss, temperature, alpha, augment_copies, say
+
+    def prepare_data(self):
+        from llmos_tf.data.labels import LabelMap
+
+        data = super().prepare_data()
+        teacher = self.teacher
+        names = self.cfg.data.label_names or {}
+        if names and set(teacher.label_names) <= set(names) and not set(teacher.label_names) & set(data.labels.names):
+            # a teacher trained before data.label_names answers the raw values: same ids, the student's names
+            teacher.label_names = [names[label] for label in teacher.label_names]
+        unknown = sorted(set(data.labels.names) - set(teacher.label_names))
+        if unknown:
+            raise ConfigError(f"--student data has labels the teacher does not know: {', '.join(unknown[:10])}; teacher labels: "
+                              f"{', '.join(teacher.label_names[:10])}")
+        self.labels = LabelMap(list(teacher.label_names))  # the student predicts in the teacher's label order
+        return data
+
+    def label_maps(self, data):
+        from llmos_tf.training import artifacts
+
+        return {artifacts.LABELS_FILE: self.labels}
+
+    def build_inputs(self, data, preprocessor, plan, eval_plan, *, seed: int) -> TaskInputs:
+        from tqdm.auto import tqdm
+
+        from llmos_tf.compression.augment import augment
+        from llmos_tf.data.pipeline import count_batches, make_dataset, token_lengths
+
+        labels, features = self.labels, self.architecture.features
+        train_texts = data.train["text"].astype(str).tolist()
+        y_train = np.asarray(labels.encode(data.train["label"].astype(str).tolist()), np.int32)
+        extra = augment(train_texts, copies=self.augment_copies, seed=self.cfg.seed) if self.augment_copies else []
+        texts = train_texts + extra
+        hard = np.concatenate([y_train, -np.ones(len(extra), np.int32)])
+        self.say(f"teacher {self.teacher.source} labels {len(texts)} texts ({len(extra)} augmented) ...")
+        with tqdm(total=len(texts), unit="text", desc="teacher", disable=not sys.stderr.isatty()) as bar:
+            soft = self.teacher.log_probabilities(texts, progress=bar.update)
+        val_texts = data.validation["text"].astype(str).tolist()
+        self.y_val = np.asarray(labels.encode(data.validation["label"].astype(str).tolist()), np.int32)
+        val_soft = self.teacher.log_probabilities(val_texts)
+        self.teacher_metrics = classification_metrics(self.y_val, val_soft.argmax(-1), labels.names)
+        self.say(f"teacher validation accuracy {self.teacher_metrics['accuracy']:.4f}")
+        self.transfer = {"transfer_examples": len(texts), "augmented_examples": len(extra)}
+        return TaskInputs(
+            train=transfer_dataset(texts, hard, soft, preprocessor, plan, training=True, seed=seed, features=features, repeat=True),
+            steps_per_epoch=count_batches(token_lengths(texts, preprocessor, plan.max_length), plan, training=True),
+            examples=f"{len(texts)} examples",
+            validation=transfer_dataset(val_texts, self.y_val, val_soft, preprocessor, eval_plan, training=False, seed=seed, features=features),
+            validation_inputs=make_dataset(val_texts, None, preprocessor, eval_plan, training=False, features=features),
+        )
+
+    def build_model(self, data, preprocessor, vocabulary):
+        from llmos_tf.models import registry
+
+        context = registry.BuildContext(num_labels=len(self.labels), vocabulary=list(vocabulary), task=self.name, max_length=self.max_length)
+        return self.architecture.build(self.model_config, context)
+
+    def training_model(self, model):
+        return Distiller(model, loss=self.loss, temperature=self.temperature, alpha=self.alpha, name="distiller")
+
+    def compile_args(self, model) -> dict[str, Any]:
+        return {}  # the Distiller computes its own loss and accuracy
+
+    def validation_callbacks(self, data, preprocessor, inputs: TaskInputs, log_dir: pathlib.Path, batch_size: int) -> list:
+        from llmos_tf.training.callbacks import ValidationReport
+
+        return [ValidationReport(inputs.validation_inputs, self.y_val, data.validation["text"].astype(str).tolist(), self.labels.names, log_dir)]
+
+    def evaluate(self, model, data, preprocessor, inputs: TaskInputs, batch_size: int) -> dict[str, Any]:
+        return {"validation": classification_metrics(self.y_val, model.predict(inputs.validation_inputs, verbose=0).argmax(-1), self.labels.names)}
+
+    def run_info(self, data, metrics: dict[str, Any], inputs: TaskInputs) -> dict[str, Any]:
+        d = self.cfg.data
+        return {
+            "labels": self.labels.names,
+            "data": {**data.summary(), "files": {"train": d.train, "validation": d.validation, "test": d.test}},
+            "metrics": {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in metrics.items()},
+            "distillation": {
+                "teacher": str(self.teacher.source), "loss": self.loss, "temperature": self.temperature, "alpha": self.alpha,
+                **self.transfer, "augment_copies": self.augment_copies,
+                "teacher_validation_accuracy": self.teacher_metrics["accuracy"],
+            },
+        }
+
+
 def distill(teacher_source: str | pathlib.Path, cfg, *, loss: str = "kl", temperature: float = 2.0, alpha: float = 0.5,
             augment_copies: int = 0, overwrite: bool = False, verbose: int | None = None, command: str | None = None,
             say: Callable[[str], None] = print) -> DistillResult:
-    """Train the student ``cfg`` describes against the teacher; see the module docstring."""
-    from llmos_tf.compression.augment import augment
-    from llmos_tf.data.labels import LabelMap
-    from llmos_tf.data.pipeline import BatchingPlan, count_batches, make_dataset, token_lengths
-    from llmos_tf.data.prepare import prepare_classification_data
-    from llmos_tf.models import registry
-    from llmos_tf.training import artifacts
-    from llmos_tf.training.callbacks import BestCheckpoint, ValidationReport, metric_mode
-    from llmos_tf.training.evaluation import classification_metrics
-    from llmos_tf.training.optimizers import build_optimizer
-    from llmos_tf.training.run_folder import StartStep, prepare_run_dir, run_vocabulary, training_facts, write_hparams
-
+    """Train the student ``cfg`` describes against the teacher, under the strategy in scope; see the module docstring."""
+    from llmos_tf.tasks import task_class
     from llmos_tf.training.distribute import check_compression_strategy
+    from llmos_tf.training.loop import fit
 
     _check(loss, temperature, alpha, augment_copies)
     check_compression_strategy(tf.distribute.get_strategy(), "distill")  # the strategy the student trains under
-    if cfg.task != "classification":
+    if task_class(cfg.task) is not ClassificationTask:
         raise ConfigError(f"--student: distillation trains a sentence classifier; the config's task is {cfg.task!r}")
-    started = time.time()
-    teacher = Teacher(teacher_source)
-    tf_keras.utils.set_random_seed(cfg.seed)
-    data = prepare_classification_data(cfg.data, cfg.seed)
-    names = cfg.data.label_names or {}
-    if names and set(teacher.label_names) <= set(names) and not set(teacher.label_names) & set(data.labels.names):
-        # a teacher trained before data.label_names answers the raw values: same ids, the student's names
-        teacher.label_names = [names[label] for label in teacher.label_names]
-    unknown = sorted(set(data.labels.names) - set(teacher.label_names))
-    if unknown:
-        raise ConfigError(f"--student data has labels the teacher does not know: {', '.join(unknown[:10])}; teacher labels: "
-                          f"{', '.join(teacher.label_names[:10])}")
-    labels = LabelMap(list(teacher.label_names))  # the student predicts in the teacher's label order
-    arch = registry.get(cfg.architecture)
-    run_dir, _ = prepare_run_dir(cfg, overwrite)
-    vocab = run_vocabulary(cfg, data, run_dir, arch)
-    labels.save(run_dir / artifacts.LABELS_FILE)
-    model_cfg = registry.model_config(cfg.model)
-    d = cfg.data
-    max_length = arch.max_length(model_cfg, d.max_length)
-    tokenizer = arch.tokenizer(model_cfg, vocab, cfg.text, max_length)
-
-    train_texts = data.train["text"].astype(str).tolist()
-    y_train = np.asarray(labels.encode(data.train["label"].astype(str).tolist()), np.int32)
-    extra = augment(train_texts, copies=augment_copies, seed=cfg.seed) if augment_copies else []
-    texts = train_texts + extra
-    hard = np.concatenate([y_train, -np.ones(len(extra), np.int32)])
-    say(f"teacher {teacher.source} labels {len(texts)} texts ({len(extra)} augmented) ...")
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(texts), unit="text", desc="teacher", disable=not sys.stderr.isatty()) as bar:
-        soft = teacher.log_probabilities(texts, progress=bar.update)
-    val_texts = data.validation["text"].astype(str).tolist()
-    y_val = np.asarray(labels.encode(data.validation["label"].astype(str).tolist()), np.int32)
-    val_soft = teacher.log_probabilities(val_texts)
-    teacher_val = classification_metrics(y_val, val_soft.argmax(-1), labels.names)
-    say(f"teacher validation accuracy {teacher_val['accuracy']:.4f}")
-
-    plan = BatchingPlan(batch_size=cfg.training.batch_size, max_length=max_length, bucketing=d.bucketing, bucket_boundaries=tuple(d.bucket_boundaries))
-    steps = count_batches(token_lengths(texts, tokenizer, max_length), plan, training=True)
-    if cfg.training.steps_per_epoch:
-        steps = min(steps, cfg.training.steps_per_epoch)
-    train_ds = transfer_dataset(texts, hard, soft, tokenizer, plan, training=True, seed=cfg.seed, features=arch.features, repeat=True)
-    eval_plan = BatchingPlan(batch_size=plan.batch_size, max_length=max_length, bucketing=False)
-    val_ds = transfer_dataset(val_texts, y_val, val_soft, tokenizer, eval_plan, training=False, seed=cfg.seed, features=arch.features)
-    val_inputs = make_dataset(val_texts, None, tokenizer, eval_plan, training=False, features=arch.features)
-
-    student = arch.build(model_cfg, registry.BuildContext(num_labels=len(labels), vocabulary=vocab, task=cfg.task, max_length=max_length))
-    distiller = Distiller(student, loss=loss, temperature=temperature, alpha=alpha, name="distiller")
-    distiller.compile(optimizer=build_optimizer(cfg.training, steps * cfg.training.epochs))
-    write_hparams(run_dir, cfg)
-    best = BestCheckpoint(run_dir / artifacts.CHECKPOINT_DIR, cfg.training.monitor)
-    start_step = StartStep()
-    callbacks = [
-        start_step,
-        ValidationReport(val_inputs, y_val, val_texts, labels.names, run_dir),
-        tf_keras.callbacks.TensorBoard(str(run_dir), update_freq=max(1, cfg.training.log_every_steps), write_graph=False, profile_batch=0),
-        best,
-    ]
-    if cfg.training.early_stopping_patience > 0:
-        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor=cfg.training.monitor, mode=metric_mode(cfg.training.monitor),
-                                                          patience=cfg.training.early_stopping_patience))
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    history = distiller.fit(train_ds, validation_data=val_ds, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
-    final_step = int(distiller.optimizer.iterations.numpy())
-    best.restore()
-    val_metrics = classification_metrics(y_val, student.predict(val_inputs, verbose=0).argmax(-1), labels.names)
-    metrics = {"validation": val_metrics}
-    info = {
-        "name": cfg.name,
-        "task": cfg.task,
-        "architecture": cfg.architecture,
-        "labels": labels.names,
-        "data": {**data.summary(), "files": {"train": d.train, "validation": d.validation, "test": d.test}},
-        "metrics": {k: {m: v[m] for m in ("examples", "accuracy", "macro_f1")} for k, v in metrics.items()},
-        "distillation": {
-            "teacher": str(teacher.source), "loss": loss, "temperature": temperature, "alpha": alpha,
-            "transfer_examples": len(texts), "augmented_examples": len(extra), "augment_copies": augment_copies,
-            "teacher_validation_accuracy": teacher_val["accuracy"],
-        },
-        **training_facts(model=student, history=history, best=best, monitor=cfg.training.monitor, steps_per_epoch=steps, replicas=1,
-                         resumed=False, start_step=start_step.step, final_step=final_step, started=started, command=command),
-    }
-    artifacts.finish_run(run_dir, student, metrics, info)
-    return DistillResult(run_dir, metrics, info, {k: [float(x) for x in v] for k, v in history.history.items()}, teacher_val)
+    task = DistillationTask(cfg, Teacher(teacher_source), loss=loss, temperature=temperature, alpha=alpha,
+                            augment_copies=augment_copies, say=say)
+    result = fit(task, overwrite=overwrite, strategy="default", verbose=verbose, command=command)
+    return DistillResult(result.run_dir, result.metrics, result.info, result.history, task.teacher_metrics)

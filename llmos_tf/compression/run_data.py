@@ -27,21 +27,21 @@ from llmos_tf.errors import RunError
 
 
 def load_trained(run_dir: str | pathlib.Path):
-    """A :class:`TrainedRun` (classifier) or :class:`TrainedTagger` (NER) for ``run_dir``."""
-    from llmos_tf.training.multitask import is_multitask_run
-    from llmos_tf.training.trained_run import TrainedRun
-    from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
+    """The loaded run of ``run_dir``'s task: a :class:`TrainedRun` (classifier) or :class:`TrainedTagger` (NER)."""
+    from llmos_tf.tasks import run_task
+    from llmos_tf.tasks.multitask import MultitaskTask
 
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"--run {run_dir}: no such run folder (train one with `llmos train CONFIG`)")
-    if is_multitask_run(run_dir):
+    task = run_task(run_dir)
+    if issubclass(task, MultitaskTask):
         raise RunError(f"{run_dir}: compressing multitask runs is not supported; compress a single-task run")
-    return TrainedTagger.load(run_dir) if is_tagger_run(run_dir) else TrainedRun.load(run_dir)
+    return task.load(run_dir)
 
 
 def is_tagger(run) -> bool:
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     return isinstance(run, TrainedTagger)
 
@@ -64,8 +64,8 @@ def fine_tune_data(run, *, batch_size: int | None = None, steps_per_epoch: int |
     batch_size = batch_size or cfg.training.batch_size
     d = cfg.data
     if is_tagger(run):
-        from llmos_tf.training.tagging import (MaskedSparseCategoricalCrossentropy, MaskedTokenAccuracy, encoding_stats,
-                                               make_tagging_dataset, prepare_tagging_data, ragged_tag_ids, ragged_words)
+        from llmos_tf.tasks.tagging import MaskedTokenAccuracy, tagger_loss
+        from llmos_tf.tasks.tagging_data import encoding_stats, make_tagging_dataset, prepare_tagging_data, ragged_tag_ids, ragged_words
 
         data = prepare_tagging_data(d, cfg.seed)
         encoder = run.text_encoder()
@@ -80,7 +80,9 @@ def fine_tune_data(run, *, batch_size: int | None = None, steps_per_epoch: int |
             eval_plan = BatchingPlan(batch_size=batch_size, max_length=run.max_length, bucketing=False)
             val = make_tagging_dataset(encoder, ragged_words(data.validation["tokens"].tolist()),
                                        ragged_tag_ids(data.validation["tags"].tolist(), run.labels), eval_plan, training=False)
-        loss, metrics, examples = MaskedSparseCategoricalCrossentropy(), [MaskedTokenAccuracy()], len(data.train)
+        # the tagger's own loss: a CRF tagger's sequence log-likelihood (under the transitions it was trained with), else
+        # the masked token cross-entropy
+        loss, metrics, examples = tagger_loss(run.model), [MaskedTokenAccuracy()], len(data.train)
     else:
         from llmos_tf.data.prepare import prepare_classification_data
 
@@ -123,7 +125,7 @@ def representative_inputs(run, n: int) -> list[dict[str, np.ndarray]]:
     cfg = run.config
     rng = np.random.default_rng(cfg.seed)
     if is_tagger(run):
-        from llmos_tf.training.tagging import prepare_tagging_data
+        from llmos_tf.tasks.tagging_data import prepare_tagging_data
 
         frame = prepare_tagging_data(cfg.data, cfg.seed).train
         texts = [" ".join(tokens) for tokens in frame["tokens"]]

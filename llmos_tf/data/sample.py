@@ -15,6 +15,10 @@ The word lists and templates are written for this project. The signal is
 deliberately clean (polarity words, negation, contrast clauses) so a small
 BiLSTM learns it in a few epochs.
 
+Why one module of ~450 lines: about half of it is word lists and templates
+(data, not logic); the three generators share the writers and ``write_sample_data``
+writes all sets with one seed, so the sets stay reviewable and reproducible in one place.
+
 Example::
 
     python -m llmos_tf.data.sample data/sample

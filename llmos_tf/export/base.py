@@ -8,6 +8,11 @@ which also import the task modules to dispatch to them, so the task modules
 imported back from their own dispatcher: an import cycle. Dependencies now point
 one way: base ← task modules ← writer.
 
+:func:`write_version` is the one writer of a version, whatever the task: each
+task's export module only says what goes in (a :class:`ServingExport`: the
+serving module and its signatures, how to check the reloaded SavedModel against
+the run, label files, model card, warm-up texts).
+
 Example::
 
     card = model_card(run, "sst2", 1, command="llmos export ...")
@@ -15,11 +20,14 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from llmos_tf._tf import tf
+from llmos_tf.export.layout import staged_version
 
 # the serving contract's input, and the names of the two halves every serving module exports
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
@@ -78,3 +86,34 @@ def model_card(run, name: str, version: int, command: str | None, compression: d
         "run": str(run.run_dir),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+@dataclasses.dataclass
+class ServingExport:
+    """What one task's version holds; :func:`write_version` writes any of them the same way."""
+
+    module: tf.Module
+    signatures: dict[str, Any]
+    verify: Callable[[pathlib.Path], None]  # reloads the staged SavedModel and compares its answers with the run's
+    card: dict[str, Any]  # assets/llmos.json
+    labels: dict[str, Sequence[str]]  # assets/<file> -> label names, one per line
+    warmup_texts: Sequence[str] = WARMUP_TEXTS
+    warmup_signatures: Sequence[str] = ("serving_default",)
+    extra_files: dict[str, bytes] = dataclasses.field(default_factory=dict)  # beside saved_model.pb (model.tflite)
+
+
+def write_version(export: ServingExport, model_dir: pathlib.Path, final_dir: pathlib.Path, name: str, *, force: bool) -> pathlib.Path:
+    """Save, reload-and-verify, add assets, card and warm-up requests in a hidden folder, then publish
+    it as ``final_dir`` (:func:`~llmos_tf.export.layout.staged_version`): a failure leaves nothing."""
+    with staged_version(model_dir, final_dir, force=force) as tmp:
+        tf.saved_model.save(export.module, str(tmp), signatures=export.signatures)
+        export.verify(tmp)
+        for file_name, content in export.extra_files.items():
+            (tmp / file_name).write_bytes(content)
+        assets = tmp / "assets"
+        assets.mkdir(exist_ok=True)
+        for file_name, names in export.labels.items():
+            (assets / file_name).write_text("\n".join(names) + "\n", encoding="utf-8")
+        (assets / "llmos.json").write_text(json.dumps(export.card, indent=2, default=str) + "\n", encoding="utf-8")
+        write_warmup_requests(tmp, name, export.warmup_texts, signatures=export.warmup_signatures)
+    return final_dir

@@ -32,7 +32,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Any, Sequence
@@ -42,13 +41,15 @@ import numpy as np
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.data.labels import LabelMap
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import staged_version, version_target
-from llmos_tf.export.base import WARMUP_TEXTS, write_warmup_requests
+from llmos_tf.export.base import WARMUP_TEXTS, ServingExport, write_version
+from llmos_tf.export.layout import version_target
 from llmos_tf.export.signatures import ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
+from llmos_tf.tasks.multitask import MULTITASK
+from llmos_tf.tasks.multitask_heads import CLASSIFICATION, NER, head_model
 
 DEFAULT_SIGNATURE = "serving_default"
-OUTPUTS = {"classification": ("probabilities", "label", "class_id"), "ner": ("tags", "token_count")}
+OUTPUTS = {CLASSIFICATION: ("probabilities", "label", "class_id"), NER: ("tags", "token_count")}
 
 
 class MultitaskServingModule(tf.Module):
@@ -56,7 +57,6 @@ class MultitaskServingModule(tf.Module):
 
     def __init__(self, tokenizer, model: tf_keras.Model, heads: dict[str, LabelMap], tasks: dict[str, str], max_length: int):
         from llmos_tf.models.bert_classifier import bert_features
-        from llmos_tf.training.multitask_heads import NER, head_model
 
         super().__init__(name="llmos_multitask")
         self.model = model  # the one copy of the weights; every head's view shares its layers
@@ -86,7 +86,7 @@ def _verify(saved_dir: pathlib.Path, run, texts: Sequence[str]) -> None:
     loaded = tf.saved_model.load(str(saved_dir))
     for head, task in run.tasks.items():
         out = loaded.signatures[head](text=tf.constant(list(texts)))
-        if task == "ner":
+        if task == NER:
             counts = out["token_count"].numpy().tolist()
             got = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(out["tags"].numpy(), counts)]
             expected = run.predict_tags(list(texts), head)
@@ -109,7 +109,7 @@ def multitask_card(run, name: str, version: int, command: str | None) -> dict[st
     return {
         "name": name,
         "version": version,
-        "task": "multitask",
+        "task": MULTITASK,
         "signature": f"{DEFAULT_SIGNATURE} = {first} (the first head); one signature per head, named after it: text -> the head's outputs",
         "labels": run.heads[first].names,
         "heads": {
@@ -143,31 +143,27 @@ def multitask_card(run, name: str, version: int, command: str | None) -> dict[st
     }
 
 
-def write_assets(version_dir: pathlib.Path, run, card: dict[str, Any]) -> None:
-    from llmos_tf.training.multitask_heads import head_labels_file
+def multitask_export(run, name: str, version: int, command: str | None) -> ServingExport:
+    """What a multitask version holds: one signature per head (``serving_default`` = the first), each
+    head's labels file (and the first head's as ``labels.txt``), warm-up requests for every signature."""
+    from llmos_tf.tasks.multitask_heads import head_labels_file
 
-    assets = version_dir / "assets"
-    assets.mkdir(exist_ok=True)
-    for head, labels in run.heads.items():
-        (assets / head_labels_file(head)).write_text("\n".join(labels.names) + "\n", encoding="utf-8")
+    module = MultitaskServingModule(run.tokenizer, run.model, run.heads, run.tasks, run.max_length)
+    signatures = module.signatures()
     first = next(iter(run.heads))
-    (assets / "labels.txt").write_text("\n".join(run.heads[first].names) + "\n", encoding="utf-8")
-    (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
+    labels = {head_labels_file(head): labels.names for head, labels in run.heads.items()}
+    labels["labels.txt"] = run.heads[first].names
+    texts = check_texts(run.max_length)
+    return ServingExport(module=module, signatures=signatures, verify=lambda saved: _verify(saved, run, texts),
+                         card=multitask_card(run, name, version, command), labels=labels, warmup_texts=WARMUP_SENTENCES,
+                         warmup_signatures=list(signatures))
 
 
 def export_multitask_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,
                          force: bool = False, command: str | None = None) -> pathlib.Path:
     """Export multitask ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
-    from llmos_tf.training.multitask import TrainedMultitask
+    from llmos_tf.tasks.multitask import TrainedMultitask
 
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     run = TrainedMultitask.load(run_dir)
-
-    module = MultitaskServingModule(run.tokenizer, run.model, run.heads, run.tasks, run.max_length)
-    signatures = module.signatures()
-    with staged_version(model_dir, final_dir, force=force) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        _verify(tmp, run, check_texts(run.max_length))
-        write_assets(tmp, run, multitask_card(run, name, version, command))
-        write_warmup_requests(tmp, name, WARMUP_SENTENCES, signatures=list(signatures))
-    return final_dir
+    return write_version(multitask_export(run, name, version, command), model_dir, final_dir, name, force=force)

@@ -18,14 +18,14 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Sequence
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
-from llmos_tf.export.layout import staged_version, version_target
-from llmos_tf.export.base import POSTPROCESS, PREPROCESS, TEXT_SPEC, model_card, write_warmup_requests
+from llmos_tf.export.base import POSTPROCESS, PREPROCESS, TEXT_SPEC, ServingExport, model_card, write_version
+from llmos_tf.export.layout import version_target
+from llmos_tf.tasks.tagging import TaggingTask
 from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
 
 SIGNATURE = "serving_default: text -> tags, token_count"
@@ -118,29 +118,28 @@ def _verify(saved_dir: pathlib.Path, tagger, sentences: Sequence[str]) -> None:
         raise RunError(f"export check failed: the SavedModel tags {sentences[bad]!r} as {got[bad]} but the run gives {expected[bad]}")
 
 
-def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, version: int | None = None,
-                      force: bool = False, command: str | None = None) -> pathlib.Path:
-    """Export NER ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
-    from llmos_tf.training.trained_tagger import TrainedTagger
-
-    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
-    tagger = TrainedTagger.load(run_dir)
-
+def tagger_export(tagger, name: str, version: int, command: str | None) -> ServingExport:
+    """What an NER version holds: the tagger's serving module around its float32 weights, checked on
+    sentences with punctuation, non-ASCII, empty and over-long input."""
     from llmos_tf.compression.int8_weights import QuantizedModel
 
     # float32 weights without the Keras object graph, as the classifier export does (a BiLSTM-CRF tagger:
     # 6.8 -> 1.6 MB and 45 -> 15 s to export); the wrapper hides the model's layers, so the CRF is passed on
     model = QuantizedModel(tagger.model, weight_dtype="float32")
     module = TaggerServingModule(tagger.text_encoder(), model, tagger.labels.names, crf=tagger.crf)
-    with staged_version(model_dir, final_dir, force=force) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
-        _verify(tmp, tagger, _check_sentences(tagger))
-        assets = tmp / "assets"
-        assets.mkdir(exist_ok=True)
-        (assets / "labels.txt").write_text("\n".join(tagger.labels.names) + "\n", encoding="utf-8")
-        card = model_card(tagger, name, version, command)
-        card.update(task="ner", signature=SIGNATURE, max_length=tagger.max_length, decoding="viterbi" if module.crf is not None else "argmax")
-        card["encoder"]["max_length"] = tagger.max_length
-        (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-        write_warmup_requests(tmp, name, WARMUP_SENTENCES)
-    return final_dir
+    card = model_card(tagger, name, version, command)
+    card.update(task=TaggingTask.name, signature=SIGNATURE, max_length=tagger.max_length, decoding="viterbi" if module.crf is not None else "argmax")
+    card["encoder"]["max_length"] = tagger.max_length
+    sentences = _check_sentences(tagger)
+    return ServingExport(module=module, signatures=module.signatures(), verify=lambda saved: _verify(saved, tagger, sentences),
+                         card=card, labels={"labels.txt": tagger.labels.names}, warmup_texts=WARMUP_SENTENCES)
+
+
+def export_tagger_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, version: int | None = None,
+                      force: bool = False, command: str | None = None) -> pathlib.Path:
+    """Export NER ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder."""
+    from llmos_tf.tasks.tagging import TrainedTagger
+
+    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
+    tagger = TrainedTagger.load(run_dir)
+    return write_version(tagger_export(tagger, name, version, command), model_dir, final_dir, name, force=force)

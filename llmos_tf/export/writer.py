@@ -1,8 +1,10 @@
 """Write a finished run as a TF Serving version: SavedModel + labels + model card + warm-up.
 
-The generic writer: it picks the task's serving module (classifier here, the
-tagger's and the multitask module's in their own modules), which import only
-:mod:`llmos_tf.export.base`, never the writer.
+The generic writer: :func:`export_run` looks up the run's task (``run.json``)
+in one table of task -> serving export (classifier here, the tagger's and the
+multitask module's in their own modules, which import only
+:mod:`llmos_tf.export.base`, never the writer) and writes it with
+:func:`~llmos_tf.export.base.write_version` (staged, reloaded and verified).
 
 Example::
 
@@ -11,62 +13,62 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from llmos_tf._tf import tf
 from llmos_tf.errors import RunError
-from llmos_tf.export.base import WARMUP_TEXTS, model_card, write_warmup_requests
-from llmos_tf.export.layout import staged_version, version_target
+from llmos_tf.export.base import WARMUP_TEXTS, ServingExport, model_card, write_version
+from llmos_tf.export.layout import version_target
 from llmos_tf.export.signatures import ClassifierServingModule
+from llmos_tf.tasks.tagging import TrainedTagger
+
+
+def classifier_export(run, name: str, version: int, command: str | None, lstm_matmul_dtype: str = "float32") -> ServingExport:
+    """What a classification version holds: the classifier's serving module around float32 weights
+    without the Keras object graph (a 4x smaller saved_model.pb for LSTMs), checked against the run's probabilities."""
+    from llmos_tf.compression.int8_weights import QuantizedModel
+
+    model = QuantizedModel(run.model, weight_dtype="float32", fused_lstm_dtype=lstm_matmul_dtype)
+    module = ClassifierServingModule(run.tokenizer(), model, run.labels.names, run.max_length, features=run.architecture.features)
+    card = model_card(run, name, version, command)
+    if model.summary()["fused_lstm"]:
+        card["fused_lstm"] = model.summary()["fused_lstm"]
+    atol = 0.02 if lstm_matmul_dtype == "bfloat16" else 1e-5
+    return ServingExport(module=module, signatures=module.signatures(), verify=lambda saved: _verify(saved, run, atol=atol),
+                         card=card, labels={"labels.txt": run.labels.names})
+
+
+def _exports() -> list[tuple[type, Callable[..., ServingExport]]]:
+    """Task class -> what its version holds (the task's serving modules); the one table the writer dispatches on."""
+    from llmos_tf.export.multitask import multitask_export
+    from llmos_tf.export.tagger import tagger_export
+    from llmos_tf.tasks.classification import ClassificationTask
+    from llmos_tf.tasks.multitask import MultitaskTask
+    from llmos_tf.tasks.tagging import TaggingTask
+
+    return [(ClassificationTask, classifier_export), (TaggingTask, tagger_export), (MultitaskTask, multitask_export)]
 
 
 def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None, force: bool = False,
                command: str | None = None, lstm_matmul_dtype: str = "float32") -> pathlib.Path:
-    """Export ``run_dir`` to ``<model_base_path>/<name>/<version>``; returns the version folder.
+    """Export ``run_dir`` (any task) to ``<model_base_path>/<name>/<version>``; returns the version folder.
 
     ``lstm_matmul_dtype="bfloat16"``: a BiLSTM classifier's matmuls run in bfloat16 (see
     :mod:`llmos_tf.models.fused_lstm`); the reloaded export is then checked against the
     run within 0.02 in probability instead of 1e-5.
     """
-    from llmos_tf.training.trained_run import TrainedRun
-    from llmos_tf.training.trained_tagger import is_tagger_run
-
-    from llmos_tf.training.multitask import is_multitask_run
-
-    if is_multitask_run(run_dir):
-        from llmos_tf.export.multitask import export_multitask_run
-
-        return export_multitask_run(run_dir, model_base_path, name, version=version, force=force, command=command)
-    if is_tagger_run(run_dir):
-        from llmos_tf.export.tagger import export_tagger_run
-
-        return export_tagger_run(run_dir, model_base_path, name, version=version, force=force, command=command)
+    from llmos_tf.tasks import run_task
 
     model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
-    run = TrainedRun.load(run_dir)
-
-    from llmos_tf.compression.int8_weights import QuantizedModel
-
-    # float32 weights without the Keras object graph (a 4x smaller saved_model.pb for LSTMs)
-    model = QuantizedModel(run.model, weight_dtype="float32", fused_lstm_dtype=lstm_matmul_dtype)
-    module = ClassifierServingModule(run.tokenizer(), model, run.labels.names, run.max_length, features=run.architecture.features)
-    with staged_version(model_dir, final_dir, force=force) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
-        _verify(tmp, run, atol=0.02 if lstm_matmul_dtype == "bfloat16" else 1e-5)
-        assets = tmp / "assets"
-        assets.mkdir(exist_ok=True)
-        (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
-        card = model_card(run, name, version, command)
-        if model.summary()["fused_lstm"]:
-            card["fused_lstm"] = model.summary()["fused_lstm"]
-        (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-        write_warmup_requests(tmp, name)
-    return final_dir
+    task = run_task(run_dir)
+    build = next(fn for cls, fn in _exports() if issubclass(task, cls))
+    run = task.load(run_dir)
+    options = {"lstm_matmul_dtype": lstm_matmul_dtype} if build is classifier_export else {}
+    return write_version(build(run, name, version, command, **options), model_dir, final_dir, name, force=force)
 
 
 TFLITE_FILE = "model.tflite"  # TF Serving's --prefer_tflite_model looks for this name
@@ -105,22 +107,14 @@ def export_model(run, model, model_base_path: str | pathlib.Path, name: str, *, 
     stored = model.summary()
     stored.pop("quantized_weights", None)
     module = serving_module(run, model)
-    with staged_version(model_dir, final_dir, force=force) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=module.signatures())
-        _check_answers(tmp)
-        if tflite is not None:
-            (tmp / TFLITE_FILE).write_bytes(tflite)
-        assets = tmp / "assets"
-        assets.mkdir(exist_ok=True)
-        (assets / "labels.txt").write_text("\n".join(run.labels.names) + "\n", encoding="utf-8")
-        card = model_card(run, name, version, command, compression)
-        card["format"] = "savedmodel+tflite" if tflite is not None else "savedmodel"
-        card["savedmodel_weights"] = stored
-        if getattr(run, "info", {}).get("task") == "ner":
-            card.update(task="ner", signature="serving_default: text -> tags, token_count", max_length=run.max_length)
-        (assets / "llmos.json").write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-        write_warmup_requests(tmp, name)
-    return final_dir
+    card = model_card(run, name, version, command, compression)
+    card["format"] = "savedmodel+tflite" if tflite is not None else "savedmodel"
+    card["savedmodel_weights"] = stored
+    if isinstance(run, TrainedTagger):
+        card.update(task=run.info.get("task"), signature="serving_default: text -> tags, token_count", max_length=run.max_length)
+    export = ServingExport(module=module, signatures=module.signatures(), verify=_check_answers, card=card, labels={"labels.txt": run.labels.names},
+                           extra_files={TFLITE_FILE: tflite} if tflite is not None else {})
+    return write_version(export, model_dir, final_dir, name, force=force)
 
 
 def serving_module(run, model=None, *, with_model: bool = True):
@@ -131,7 +125,6 @@ def serving_module(run, model=None, *, with_model: bool = True):
     writer, which knows every task's module; the task modules never import the writer.
     """
     from llmos_tf.export.tagger import TaggerServingModule
-    from llmos_tf.training.trained_tagger import TrainedTagger
 
     model = (model if model is not None else run.model) if with_model else None
     if isinstance(run, TrainedTagger):

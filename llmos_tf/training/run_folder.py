@@ -13,7 +13,7 @@ the completion marker) is :mod:`llmos_tf.training.artifacts`.
 Example::
 
     run_dir, resuming = prepare_run_dir(cfg, overwrite=False)
-    vocab = run_vocabulary(cfg, data, run_dir, registry.get(cfg.architecture))
+    vocab = run_vocabulary(run_dir, lambda: task.learn_vocabulary(data))
     if not resuming:
         write_hparams(run_dir, cfg)
 """
@@ -23,12 +23,11 @@ import pathlib
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.config import RunConfig, dump_config
 from llmos_tf.errors import RunError
-from llmos_tf.models import registry
 from llmos_tf.training import artifacts
 from llmos_tf.training.distribute import WorkerRole
 
@@ -112,19 +111,16 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool, role: WorkerRole | None = N
     return run_dir, False
 
 
-def run_vocabulary(cfg: RunConfig, data, run_dir: pathlib.Path, arch) -> list[str]:
+def run_vocabulary(run_dir: pathlib.Path, learn: Callable[[], list[str]]) -> list[str]:
     """The run's vocabulary: reloaded from ``vocab.txt`` when resuming (a resumed run must
-    tokenize exactly as before), else learnt or loaded by the architecture and saved there.
-
-    ``data`` is the prepared classification data (:class:`~llmos_tf.data.prepare.PreparedData`);
-    its training texts are what a vocabulary is learnt from.
-    """
+    tokenize exactly as before), else ``learn()`` (the task learns it from its training
+    texts, or its checkpoint brings it) and saved there."""
     from llmos_tf.text.wordpiece import load_vocabulary, save_vocabulary
 
     path = run_dir / artifacts.VOCAB_FILE
     if path.is_file():
         return load_vocabulary(path)
-    vocab = arch.vocabulary(registry.model_config(cfg.model), data.train["text"].tolist(), cfg.text)
+    vocab = learn()
     save_vocabulary(vocab, path)
     return vocab
 
@@ -150,18 +146,19 @@ def flat_hparams(cfg: RunConfig) -> dict[str, Any]:
     return flat
 
 
-def write_hparams(run_dir: pathlib.Path, cfg: RunConfig) -> None:
-    """Record the hyperparameters for TensorBoard's HParams dashboard (with the classification metrics)."""
+CLASSIFICATION_HPARAM_METRICS = (("epoch_accuracy", "val accuracy"), ("epoch_loss", "val loss"), ("epoch_macro_f1", "val macro-F1"))
+
+
+def write_hparams(run_dir: pathlib.Path, cfg: RunConfig, metrics: Sequence[tuple[str, str]] = CLASSIFICATION_HPARAM_METRICS,
+                  extra: dict[str, Any] | None = None) -> None:
+    """Record the hyperparameters (plus a task's ``extra`` ones) for TensorBoard's HParams dashboard,
+    with the task's validation ``metrics`` as ``(tag, display name)`` pairs."""
     from tensorboard.plugins.hparams import api as hp
 
-    values = flat_hparams(cfg)
+    values = {**flat_hparams(cfg), **(extra or {})}
     with tf.summary.create_file_writer(str(run_dir)).as_default():
         hp.hparams_config(
             hparams=[hp.HParam(name) for name in values],
-            metrics=[
-                hp.Metric("epoch_accuracy", group="validation", display_name="val accuracy"),
-                hp.Metric("epoch_loss", group="validation", display_name="val loss"),
-                hp.Metric("epoch_macro_f1", group="validation", display_name="val macro-F1"),
-            ],
+            metrics=[hp.Metric(tag, group="validation", display_name=display) for tag, display in metrics],
         )
         hp.hparams(values, trial_id=cfg.name)

@@ -234,6 +234,25 @@ def test_served_through_the_official_grpc_stub(exported):
                 proc.kill()
 
 
+def test_compression_fine_tunes_a_crf_tagger_on_its_own_loss(run):
+    """``llmos compress`` fine-tunes a CRF tagger on the CRF's sequence negative log-likelihood (what it was trained
+    on), not on per-token cross-entropy: the loss on a real batch is the run's CRF likelihood, computed here directly."""
+    from llmos_tf.compression.run_data import fine_tune_data, load_trained
+    from llmos_tf.models.crf import CRFLoss, log_probabilities
+    from llmos_tf.training.tagging import MaskedSparseCategoricalCrossentropy
+
+    tagger = load_trained(run["run_dir"])
+    data = fine_tune_data(tagger, steps_per_epoch=1)
+    assert isinstance(data.loss, CRFLoss)
+    features, labels = next(iter(data.dataset))
+    outputs = tagger.model(features, training=False)
+    mask = labels >= 0
+    nll = -tagger.crf.log_likelihood(log_probabilities(outputs), tf.where(mask, labels, 0), mask)
+    expected = float(tf.reduce_sum(nll) / tf.reduce_sum(tf.cast(mask, tf.float32)))
+    assert float(data.loss(labels, outputs)) == pytest.approx(expected, rel=1e-5)
+    assert abs(float(MaskedSparseCategoricalCrossentropy()(labels, outputs)) - expected) > 1e-3
+
+
 # --------------------------------------------------------------------------- BERT-CRF, mixed precision
 
 
@@ -255,8 +274,9 @@ def test_mixed_precision_ner_run(data):
     from llmos_tf.training.trained_tagger import TrainedTagger
 
     cfg = ner_config(data["root"], data["train"], data["valid"], "mixed", BILSTM_CRF, epochs=1, mixed_precision="mixed_bfloat16")
-    result = train_tagger(cfg, verbose=0)
+    result = train_tagger(cfg, verbose=0, profile="2,3")  # the one loop: --profile traces an NER run too
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # only the model's construction used the policy
+    assert list((result.run_dir / "plugins" / "profile").glob("*/*.xplane.pb"))
     tagger = TrainedTagger.load(result.run_dir)
     assert tagger.model.get_layer("bilstm_1").compute_dtype == "bfloat16"
     assert tagger.model.get_layer("embedding").variable_dtype == "float32"

@@ -223,51 +223,55 @@ def test_shipped_ner_configs_validate():
     assert cfg.training.optimizer == "adamw" and cfg.training.learning_rate == 1e-4 and cfg.training.warmup_fraction > 0
 
 
-def test_train_dispatches_by_task(monkeypatch, tmp_path):
-    """``trainer.train`` (what ``llmos train`` and ``llmos_tf.train`` call) hands a run to its task's driver,
-    with every option, and returns what the driver returns; a classification run goes to neither."""
+def test_get_task_picks_each_task_and_refuses_an_unknown_one(tmp_path):
+    """``get_task(cfg)`` is the one place a run's task is chosen: each ``config.TASKS`` entry has a registered
+    class, a hand-built config with an unknown task is refused naming the valid ones."""
     import dataclasses
 
-    from llmos_tf.training import multitask, tagging, trainer
+    from llmos_tf.tasks import get_task, registered
+    from llmos_tf.tasks.classification import ClassificationTask
+    from llmos_tf.tasks.multitask import MultitaskTask
+    from llmos_tf.tasks.tagging import TaggingTask
+
+    assert set(registered()) == set(config_module.TASKS)
+    cfg = tiny_ner_config(tmp_path / "train.conll", tmp_path / "runs")
+    expected = {"classification": ClassificationTask, "ner": TaggingTask, "multitask": MultitaskTask}
+    for name, cls in expected.items():
+        task = get_task(dataclasses.replace(cfg, task=name))
+        assert type(task) is cls and task.name == name and task.cfg.task == name
+    with pytest.raises(ConfigError, match="task: unknown task 'translation'; valid tasks: classification, multitask, ner"):
+        get_task(dataclasses.replace(cfg, task="translation"))
+
+
+def test_train_runs_the_config_task_through_the_one_loop(monkeypatch, tmp_path):
+    """``trainer.train`` (what ``llmos train`` and ``llmos_tf.train`` call) builds the config's task and hands it,
+    with every option, to ``loop.fit``; the multi-worker rule refuses NER and multitask runs with the reason,
+    before anything is written, and ``--profile`` is checked the same way for every task."""
+    import dataclasses
+
+    from llmos_tf.tasks.multitask import MultitaskTask
+    from llmos_tf.tasks.tagging import TaggingTask
+    from llmos_tf.training import loop, trainer
 
     calls = []
-
-    def driver(name):
-        def run(cfg, **kwargs):
-            calls.append((name, cfg.task, kwargs))
-            return name
-        return run
-
-    class ClassifierPath(Exception):
-        pass
-
-    def classifier_data(*args, **kwargs):
-        raise ClassifierPath
-
-    monkeypatch.setattr(tagging, "train_tagger", driver("tagger"))
-    monkeypatch.setattr(multitask, "train_multitask", driver("multitask"))
-    monkeypatch.setattr(trainer, "prepare_classification_data", classifier_data)
+    monkeypatch.setattr(trainer, "fit", lambda task, **kwargs: calls.append((type(task), kwargs)) or "done")
     cfg = tiny_ner_config(tmp_path / "train.conll", tmp_path / "runs")
-    options = {"overwrite": True, "strategy": "default", "verbose": 0, "command": "llmos train x.yaml"}
-    assert trainer.train(cfg, **options) == "tagger"
-    assert trainer.train(dataclasses.replace(cfg, task="multitask"), **options) == "multitask"
-    assert calls == [("tagger", "ner", options), ("multitask", "multitask", options)]
-    with pytest.raises(ClassifierPath):
-        trainer.train(dataclasses.replace(cfg, task="classification"), strategy="default")
-    assert len(calls) == 2
-    with pytest.raises(RunError, match="profiler traces are recorded for classification runs"):
-        trainer.train(cfg, profile="2,4")  # refused before dispatch
-    assert len(calls) == 2
+    options = {"overwrite": True, "strategy": "default", "verbose": 0, "command": "llmos train x.yaml", "profile": "2,4", "tpu": None}
+    assert trainer.train(cfg, **options) == "done"
+    assert calls == [(TaggingTask, options)]
+    for task in (TaggingTask(cfg), MultitaskTask(dataclasses.replace(cfg, task="multitask"))):
+        with pytest.raises(RunError, match=f"--strategy multi_worker: multi-worker training is implemented for classification runs .*{task.name!r} run"):
+            loop.check_run_options(task, strategy="multi_worker")
+        loop.check_run_options(task, strategy="default", profile="2,4")  # profiling works for every task
+        with pytest.raises(ConfigError, match="--profile"):
+            loop.check_run_options(task, profile="x")
+    assert not (tmp_path / "runs").exists()
 
 
-def test_train_on_a_finished_ner_run_is_refused_by_the_tagger(shared, monkeypatch):
-    """The real dispatch and the real tagger driver: ``trainer.train`` of the finished NER run reaches
-    the tagger's run-folder check (the classifier path, tripwired here, is never entered)."""
+def test_train_on_a_finished_ner_run_is_refused_by_the_tagger(shared):
+    """The real dispatch and the real loop: ``trainer.train`` of the finished NER run reaches the run-folder
+    check after the tagging task read its CoNLL data (a classification task would fail reading it)."""
     from llmos_tf.training import trainer
 
-    def classifier_data(*args, **kwargs):
-        raise AssertionError("an NER run went down the classification path")
-
-    monkeypatch.setattr(trainer, "prepare_classification_data", classifier_data)
     with pytest.raises(RunError, match="finished run already exists"):
         trainer.train(shared["cfg"], strategy="default")
