@@ -38,13 +38,17 @@ def _configure_devices(kind: str) -> list[str]:
     return [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
 
 
-def _texts(path: str, limit: int) -> tuple[list[str], list[str]]:
+def _texts(path: str | None, limit: int) -> tuple[list[str], list[str]]:
+    """``limit`` labelled texts: the first of ``path``, or (no ``--data``) freshly generated sample texts.
+    A named file that does not exist is an error, never a silent switch to other data."""
     from llmos_tf.data.readers import read_labelled_table
 
-    if pathlib.Path(path).is_file():
+    if path is not None:
+        if not pathlib.Path(path).is_file():
+            raise SystemExit(f"--data {path}: no such file")
         frame = read_labelled_table(path).iloc[:limit]
         return frame["text"].tolist(), frame["label"].tolist()
-    from llmos_tf.data.sample import sentiment_rows  # no file: the project's own generated sample data
+    from llmos_tf.data.sample import sentiment_rows  # the project's own generated sample data
 
     rows = sentiment_rows(random.Random(0), limit)
     return [t for t, _ in rows], [label for _, label in rows]
@@ -79,7 +83,7 @@ def measure(strategy: tf.distribute.Strategy, build, dataset: tf.data.Dataset, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/sample_bilstm.yaml", help="run config whose model is timed")
-    parser.add_argument("--data", default="data/sample/sentiment_train.csv", help="labelled texts (generated sample data if missing)")
+    parser.add_argument("--data", default=None, help="labelled texts (default: --limit texts generated like the project's sample data)")
     parser.add_argument("--limit", type=int, default=4000)
     parser.add_argument("--global_batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=100)
@@ -120,7 +124,8 @@ def main() -> None:
             best[name] = max(best.get(name, 0.0), measure(strategy, build, dataset, args.steps, args.global_batch))
 
     base = next(iter(best.values()))
-    print(f"\n{cfg.architecture} ({args.config}), {len(texts)} texts, global batch {args.global_batch}, "
+    source = args.data or "generated sample texts"
+    print(f"\n{cfg.architecture} ({args.config}), {len(texts)} texts from {source}, global batch {args.global_batch}, "
           f"max_length {max_length}, {args.steps} timed steps, best of {args.repeats}\n")
     print(f"{'strategy':50s} {'examples/s':>11s} {'ratio':>7s}")
     for name, rate in best.items():
