@@ -6,6 +6,10 @@ same string-in signature, then measures every one *through that signature*
 (tokenizer included) on the run's validation data:
 
 * ``dense``: the trained model as it is (the reference row);
+* ``structured_vocab`` / ``structured_layers`` / ``structured_heads`` / ``structured_ffn``: a row
+  per structured step asked for (:mod:`.structured.steps`: vocabulary trimming, layer dropping,
+  head and feed-forward pruning, each fine-tuned from the dense model); the last is the base of
+  the variants below, which are then named after it (``structured_ffn_dynamic``, ...);
 * ``pruned``: TF-MOT magnitude pruning to ``target_sparsity`` while fine-tuning,
   then ``strip_pruning`` (optionally 2:4 structured);
 * ``<base>_<mode>`` for each TFLite ``quantize`` mode (``dynamic`` int8 weights,
