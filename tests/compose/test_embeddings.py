@@ -4,12 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from llmos_tf._tf import tf
 from llmos_tf.cli import main
 from tests.compose.conftest import load_in_plain_tf
-from tests.serving.conftest import server_factory, stubs  # noqa: F401  (fixture)
 
 TEXTS = ["the film was wonderful and lovely", "the plot was awful and dull", "", "cast"]
 
@@ -43,16 +41,6 @@ def test_bert_export_encodes_unit_mean_pooled_vectors(exported, tiny_bert_run, t
     assert "encode" not in tf.saved_model.load(str(exported["bilstm"])).signatures
 
 
-def test_encode_signature_over_grpc(exported, server_factory):  # noqa: F811
-    server = server_factory(["--model_base_path", str(exported["base"] / "tiny_bert"), "--model_name", "tiny_bert"], rest=False)
-    channel, predict, _ = stubs(server.target)
-    with channel:
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="tiny_bert", signature_name="encode"))
-        request.inputs["text"].CopyFrom(tf.make_tensor_proto(TEXTS[:2], dtype=tf.string))
-        vectors = tf.make_ndarray(predict.Predict(request, timeout=60).outputs["embedding"])
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-
-
 def test_llmos_encode_writes_parquet(exported, tmp_path, capsys):
     data = tmp_path / "texts.csv"
     pd.DataFrame({"review": ["a lovely film", "a dull plot", "the cast"], "x": [1, 2, 3]}).to_csv(data, index=False)
@@ -75,9 +63,9 @@ def test_llmos_encode_writes_parquet(exported, tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
 
 
-def test_encoder_only_export(tiny_bert_run, tmp_path):
-    """A checkpoint folder (as `llmos pretrain` writes) published as an encoder: `encode` only, unit vectors, plain TF."""
-    from llmos_tf.compose.embeddings import export_encoder, is_encoder_spec
+def test_encoder_only_export(tiny_bert_run, tmp_path, capsys):
+    """A checkpoint folder (as `llmos pretrain` writes) published as an encoder: `encode` only, unit vectors."""
+    from llmos_tf.compose.embeddings import is_encoder_spec
     from llmos_tf.models.bert import BertEncoder
     from llmos_tf.models.pretrained import save_encoder
     from llmos_tf.training.trained_run import TrainedRun
@@ -86,14 +74,16 @@ def test_encoder_only_export(tiny_bert_run, tmp_path):
     encoder = next(layer for layer in run.model.layers if isinstance(layer, BertEncoder))
     checkpoint = save_encoder(encoder, tmp_path / "checkpoint", run.vocabulary)
     assert is_encoder_spec(str(checkpoint))
-    version = export_encoder(str(checkpoint), tmp_path / "models", "encoder", max_length=16)
-    assert version == tmp_path / "models" / "encoder" / "1"
-    out = load_in_plain_tf(version, "encode", {"text": TEXTS[:2]}, tmp_path)
-    vectors = np.array(out["embedding"])
+    assert main(["encode", "--model", str(checkpoint), "--model_base_path", str(tmp_path / "models"), "--name", "encoder",
+                 "--max_length", "16"]) == 0
+    version = tmp_path / "models" / "encoder" / "1"
+    assert f"as {version}" in capsys.readouterr().out
+    loaded = tf.saved_model.load(str(version))
+    vectors = loaded.signatures["encode"](text=tf.constant(TEXTS[:2]))["embedding"].numpy()
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # the same encoder weights as the classifier: the same vectors as the classifier's own `encode`
     np.testing.assert_allclose(vectors, _reference_vectors(tiny_bert_run, TEXTS[:2]), atol=1e-4)
-    assert sorted(tf.saved_model.load(str(version)).signatures) == ["encode"]
+    assert sorted(loaded.signatures) == ["encode"]
 
 
 @pytest.mark.parametrize("texts", [["only one"], ["a", "b", "c"]])

@@ -31,20 +31,23 @@ def ensembles(exported, tiny_data):
     return {"members": members, "weighted": weighted, "stacked": stacked}
 
 
-def _predict(stub, name: str, texts) -> np.ndarray:
-    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
+def _predict(stub, name: str, texts, signature: str = "serving_default") -> dict[str, np.ndarray]:
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature))
     request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
     response = stub.Predict(request, timeout=60)
     return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
 def test_weighted_average_equals_the_members_served_answers(exported, ensembles, server_factory):  # noqa: F811
-    server = server_factory(["--model_base_path", str(exported["base"])])
+    server = server_factory(["--model_base_path", str(exported["base"])], rest=False)
     channel, predict, _ = stubs(server.target)
     with channel:
         bert, bilstm = (_predict(predict, name, TEXTS)["probabilities"] for name in ("tiny_bert", "tiny_bilstm"))
         weighted = _predict(predict, "weighted", TEXTS)
         stacked = _predict(predict, "stacked", TEXTS)
+        # the BERT member's `encode` signature answers through the same stub: unit sentence vectors
+        encoded = _predict(predict, "tiny_bert", TEXTS, signature="encode")["embedding"]
+    np.testing.assert_allclose(np.linalg.norm(encoded, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(weighted["probabilities"], 0.75 * bert + 0.25 * bilstm, atol=1e-5)
     assert weighted["class_id"].tolist() == weighted["probabilities"].argmax(1).tolist()
     assert [x.decode() for x in weighted["label"]] == [["negative", "positive"][i] for i in weighted["class_id"]]
