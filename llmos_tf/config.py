@@ -84,6 +84,7 @@ class TrainingConfig:
     backup_every_steps: int = 200  # BackupAndRestore frequency (resume after kill -9)
     steps_per_epoch: int | None = None  # cap, for quick runs
     mixed_precision: str | None = None  # None/float32 | mixed_float16 (GPU, loss-scaled) | mixed_bfloat16 (TPU, recent CPUs)
+    augment: dict[str, float] | None = None  # {typo|lowercase|punctuation|drop: rate}: perturbed copies of the training texts (llmos_tf.explain.robustness)
 
 
 @dataclass

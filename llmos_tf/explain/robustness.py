@@ -159,6 +159,24 @@ def augment_texts(texts: Sequence[str], labels: Sequence[Any], augment: Mapping[
     return out_t, out_l
 
 
+def augment_training(data, training_cfg, seed: int) -> tuple[list[str], Any]:
+    """The classification task's training texts and label ids with ``training.augment`` applied (its tf.data input).
+
+    Without ``training.augment`` the data is returned as it is. ``neighbour`` is refused here: at the
+    start of training the model has no trained embedding table to find neighbours in."""
+    texts, labels = data.train["text"].tolist(), data.y_train
+    augment = check_augment(getattr(training_cfg, "augment", None))
+    if not augment:
+        return texts, labels
+    if "neighbour" in augment:
+        from llmos_tf.errors import ConfigError
+
+        raise ConfigError("training.augment.neighbour: not available at training time (no trained embedding table yet); "
+                          "use typo, lowercase, punctuation or drop")
+    texts, labels = augment_texts(texts, list(labels), augment, seed)
+    return texts, np.asarray(labels, dtype=np.asarray(data.y_train).dtype)
+
+
 def check_augment(augment: Any, where: str = "training.augment") -> dict[str, float]:
     """Validate a ``training.augment`` mapping (``{typo: 0.1, drop: 0.1}``) with an error naming the bad key."""
     from llmos_tf.errors import ConfigError

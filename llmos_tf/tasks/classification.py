@@ -58,9 +58,9 @@ class ClassificationTask(Task):
 
     def build_inputs(self, data, preprocessor, plan: BatchingPlan, eval_plan: BatchingPlan, *, seed: int) -> TaskInputs:
         features = self.architecture.features
-        texts = data.train["text"].tolist()
+        texts, y_train = __import__("llmos_tf.explain.robustness", fromlist=["_"]).augment_training(data, self.cfg.training, seed)
         lengths = token_lengths(texts, preprocessor, plan.max_length)
-        train = make_dataset(texts, data.y_train, preprocessor, plan, training=True, seed=seed, shuffle_buffer=self.cfg.data.shuffle_buffer,
+        train = make_dataset(texts, y_train, preprocessor, plan, training=True, seed=seed, shuffle_buffer=self.cfg.data.shuffle_buffer,
                              repeat=True, features=features)
         validation = make_dataset(data.validation["text"].tolist(), data.y_validation, preprocessor, eval_plan, training=False, features=features)
         return TaskInputs(train=train, steps_per_epoch=count_batches(lengths, plan, training=True), examples=f"{len(texts)} examples",

@@ -3,6 +3,7 @@ import re
 import string
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from llmos_tf.explain.robustness import (EmbeddingNeighbours, augment_texts, check_augment, perturb, perturb_all,
@@ -79,3 +80,26 @@ def test_augment_adds_perturbed_copies_and_validates():
         check_augment({"shout": 0.1})
     with pytest.raises(ConfigError, match=r"expected a rate in \(0, 1\]"):
         check_augment({"drop": 2})
+
+
+def test_augment_training_feeds_the_classification_inputs():
+    """What the classification task's tf.data input gets from ``training.augment`` (the config field, parsed)."""
+    from types import SimpleNamespace
+
+    from llmos_tf.config import RunConfig
+    from llmos_tf.errors import ConfigError
+    from llmos_tf.explain.robustness import augment_training
+    from llmos_tf.schema import build
+
+    unique = TEXTS[:3]  # no word in common: a copy names its original
+    data = SimpleNamespace(train=pd.DataFrame({"text": unique}), y_train=np.array([0, 1, 0]))
+    cfg = build(RunConfig, {"training": {"augment": {"drop": 0.3}}}, "")
+    texts, labels = augment_training(data, cfg.training, seed=5)
+    assert texts[:3] == unique and len(texts) == len(labels) > 3 and labels.dtype == data.y_train.dtype
+    for text, label in zip(texts[3:], labels[3:]):  # each copy keeps its original's label
+        original = next(i for i, t in enumerate(unique) if set(text.split()) <= set(t.split()))
+        assert label == data.y_train[original]
+    plain = build(RunConfig, {}, "")
+    assert augment_training(data, plain.training, seed=5)[0] == unique
+    with pytest.raises(ConfigError, match="training.augment.neighbour"):
+        augment_training(data, build(RunConfig, {"training": {"augment": {"neighbour": 0.1}}}, "").training, seed=0)
