@@ -64,7 +64,7 @@ def test_llmos_encode_writes_parquet(exported, tmp_path, capsys):
 
 
 def test_encoder_only_export(tiny_bert_run, tmp_path, capsys):
-    """A checkpoint folder (as `llmos pretrain` writes) published as an encoder: `encode` only, unit vectors."""
+    """A checkpoint folder (as `llmos pretrain` writes) published as an encoder: `encode` only, unit vectors, plain TF."""
     from llmos_tf.compose.embeddings import is_encoder_spec
     from llmos_tf.models.bert import BertEncoder
     from llmos_tf.models.pretrained import save_encoder
@@ -78,12 +78,11 @@ def test_encoder_only_export(tiny_bert_run, tmp_path, capsys):
                  "--max_length", "16"]) == 0
     version = tmp_path / "models" / "encoder" / "1"
     assert f"as {version}" in capsys.readouterr().out
-    loaded = tf.saved_model.load(str(version))
-    vectors = loaded.signatures["encode"](text=tf.constant(TEXTS[:2]))["embedding"].numpy()
+    vectors = np.array(load_in_plain_tf(version, "encode", {"text": TEXTS[:2]}, tmp_path)["embedding"])
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # the same encoder weights as the classifier: the same vectors as the classifier's own `encode`
     np.testing.assert_allclose(vectors, _reference_vectors(tiny_bert_run, TEXTS[:2]), atol=1e-4)
-    assert sorted(loaded.signatures) == ["encode"]
+    assert sorted(tf.saved_model.load(str(version)).signatures) == ["encode"]
 
 
 @pytest.mark.parametrize("texts", [["only one"], ["a", "b", "c"]])
