@@ -10,7 +10,8 @@ Three parts (``--parts``), each printing a table:
   (stratified, seed 42, 10% of train.csv, as ``data.validation_fraction: 0.1`` carved it) are the queries,
   the rest of train.csv the neighbours; k-NN intent accuracy (k=1: the nearest row's intent; k=5: majority
   of the 5 nearest, ties by summed similarity) with the off-the-shelf MiniLM and with the fine-tuned
-  Banking77 encoder (an ``encode`` signature), next to the fine-tuned classifier's own accuracy.
+  Banking77 encoder (the ``encode`` signature of its export; a run folder is exported first, with int8
+  weights as ``saved_models/banking77_bert/1`` was), next to the fine-tuned classifier's own accuracy.
 * ``latency`` -- the ``search`` signature of an index over synthetic unit vectors (corpus sizes ``--sizes``),
   batch 1, k=10: p50/p99 end to end (MiniLM query encoding + matmul + top_k) and of the matrix part alone,
   float32 and int8 matrices.
@@ -18,7 +19,7 @@ Three parts (``--parts``), each printing a table:
 Example (about 10 minutes of CPU)::
 
     python benchmarks/compose.py --sst2 ../shared/data/sst2/dev.tsv --banking77 ../shared/data/banking77/train.csv \\
-        --finetuned saved_models/banking77_bert/2 --out_dir /tmp/compose_bench
+        --finetuned runs/banking77_bert --out_dir /tmp/compose_bench
 """
 from __future__ import annotations
 
@@ -93,20 +94,27 @@ def retrieval_part(args, out_dir: pathlib.Path) -> dict:
     from llmos_tf.data.readers import read_labelled_table
     from llmos_tf.data.splits import stratified_split
 
+    finetuned = args.finetuned
+    if (pathlib.Path(finetuned) / "run.json").is_file():  # a run folder: export it with `encode`, int8 like the committed version
+        from llmos_tf.export.writer import export_model
+        from llmos_tf.training.trained_run import TrainedRun
+
+        finetuned = str(export_model(TrainedRun.load(finetuned), None, out_dir / "models", "banking77_bert", weights="int8", embedding_bits=4,
+                                     version=1, force=True, command="benchmarks/compose.py"))
     frame = read_labelled_table(args.banking77, "text", "category")
     neighbours, queries = stratified_split(frame, 0.1, seed=42)
     classes = sorted(set(frame["label"]))
     qy = np.array([classes.index(v) for v in queries["label"]])
     ny = np.array([classes.index(v) for v in neighbours["label"]])
     results = {}
-    for label, spec in (("MiniLM-L6 off the shelf (minilm-l6)", "minilm-l6"), ("Banking77 fine-tuned encoder", args.finetuned)):
+    for label, spec in (("MiniLM-L6 off the shelf (minilm-l6)", "minilm-l6"), ("Banking77 fine-tuned encoder", finetuned)):
         started = time.perf_counter()
         encoder = load_encoder(spec)
         q = encoder.encode(list(queries["text"]))
         n = encoder.encode(list(neighbours["text"]))
         seconds = time.perf_counter() - started
         results[label] = {k: _knn_accuracy(q, n, qy, ny, k) for k in (1, 5)} | {"encode_seconds": seconds}
-    ref = resolve_version(args.finetuned, flag="--finetuned")
+    ref = resolve_version(finetuned, flag="--finetuned")
     classifier = load_version(ref)
     names = ref.labels
     probs = batched(classifier.signatures["serving_default"], list(queries["text"]), "probabilities")
@@ -165,7 +173,7 @@ def main() -> None:
     parser.add_argument("--sst2", help="SST-2 dev.tsv")
     parser.add_argument("--members", nargs="+", default=["saved_models/sst2_bert@compressed", "saved_models/sst2_bilstm_distilled/1"])
     parser.add_argument("--banking77", help="Banking77 train.csv (text,category)")
-    parser.add_argument("--finetuned", help="a Banking77 classifier version with an `encode` signature")
+    parser.add_argument("--finetuned", help="a Banking77 BERT classifier: a version with an `encode` signature, or its run folder (exported here, int8)")
     parser.add_argument("--encoder", default="minilm-l6", help="query encoder of the latency part (an encoder spec or a published encoder)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 30_000, 100_000, 200_000])
     parser.add_argument("--repeats", type=int, default=200)
