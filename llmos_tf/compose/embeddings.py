@@ -119,12 +119,23 @@ def load_encoder(spec: str, flag: str = "--model") -> Encoder:
         module, facts = build_encoder_module(spec)
         return Encoder(spec, module, module.encode, {"kind": "pretrained encoder", **facts})
     ref = resolve_version(spec, flag=flag)
-    loaded = load_version(ref, flag=flag, signature=None)
-    if ENCODE not in loaded.signatures:
-        raise RunError(f"{flag} {spec}: {ref.version_dir} has no {ENCODE!r} signature (signatures: {', '.join(sorted(loaded.signatures))}); "
+    signatures = _signature_names(ref.version_dir)  # from saved_model.pb, before loading any weights
+    if signatures is not None and ENCODE not in signatures:
+        raise RunError(f"{flag} {spec}: {ref.version_dir} has no {ENCODE!r} signature (signatures: {', '.join(sorted(signatures))}); "
                        "BERT classifiers exported by this llmos have one (re-export older versions: llmos export --run RUN ...), "
                        "or pass an encoder: --model minilm-l6")
+    loaded = load_version(ref, flag=flag, signature=ENCODE)
     return Encoder(spec, loaded, loaded.signatures[ENCODE], {"kind": "published version", **ref.describe()})
+
+
+def _signature_names(version_dir: pathlib.Path) -> set[str] | None:
+    """The signature keys in ``saved_model.pb`` (None when it cannot be parsed: loading then says why)."""
+    from llmos_tf.serving.servable import read_signature_defs
+
+    try:
+        return {key for key in read_signature_defs(version_dir) if not key.startswith("__")}
+    except Exception:  # a corrupt file: load_version reports the loader's reason
+        return None
 
 
 def export_encoder(spec: str, model_base_path: str | pathlib.Path, name: str, *, max_length: int = DEFAULT_MAX_LENGTH, weights: str = "float32",
