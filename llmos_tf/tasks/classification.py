@@ -90,6 +90,8 @@ class ClassificationTask(Task):
         return [
             ValidationReport(inputs.validation_inputs, data.y_validation, texts, names, log_dir),
             EmbeddingProjector(inputs.validation_inputs, data.y_validation, texts, names, log_dir / "validation"),
+            __import__("llmos_tf.explain.tensorboard", fromlist=["_"]).WorstExplained(  # worst mistakes with their attributions
+                inputs.validation_inputs, data.y_validation, texts, names, preprocessor, self.max_length, self.architecture.features, log_dir / "validation"),
         ]
 
     def evaluate(self, model, data, preprocessor, inputs: TaskInputs, batch_size: int) -> dict[str, Any]:
