@@ -56,6 +56,7 @@ SIZES: dict[str, dict] = {
     "03_serving": {"EPOCHS": 2, "MODEL_BASE_PATH": "{workspace}/served_models"},
     "04_tensorboard": {"EPOCHS": 2},
     "05_ner": {"EPOCHS": 4},
+    "06_explain_and_trust": {"EPOCHS": 2, "MODEL_BASE_PATH": "{workspace}/explained_models"},
     "07_customer_service": {"MODEL_BASE_PATH": "{workspace}/faq_models"},
 }
 
@@ -230,6 +231,20 @@ def check_05_ner(nb, probe, overrides):
     assert found >= 1 and page.count("<mark") == found
 
 
+def check_06_explain_and_trust(nb, probe, overrides):
+    for row in probe["explanations"]:  # completeness, and every word scored
+        assert abs(sum(row["attributions"]) - (row["probability"] - row["baseline_probability"])) <= 0.05 * abs(row["probability"] - row["baseline_probability"]) + 1e-3, row
+        assert len(row["words"]) == len(row["attributions"]) > 3
+    (cell,) = tagged(nb, "explanations")
+    assert "rgba(" in "".join(mime_outputs(cell, "text/html"))  # the highlighted words
+    assert probe["deletion"]["aopc_attributed"] > probe["deletion"]["aopc_random"], probe["deletion"]
+    assert probe["summary"]["ece_after"] <= probe["summary"]["ece_before"] + 1e-9 and probe["summary"]["temperature"] > 0
+    (cell,) = tagged(nb, "reliability")
+    assert mime_outputs(cell, "image/png")
+    assert set(probe["robustness"]) == {"none", "typo", "lowercase", "punctuation", "drop", "neighbour"}
+    assert probe["served_labels"] == [row["label"] for row in probe["explanations"]] and probe["version"].startswith(overrides["MODEL_BASE_PATH"])
+
+
 def check_07_customer_service(nb, probe, overrides):
     assert probe["rows"] == 6 * probe["QUESTIONS_PER_TOPIC"] and probe["index"].startswith(overrides["MODEL_BASE_PATH"])
     # each request: the intent model's family and the FAQ topic of the top hit agree, and the answer is that topic's
@@ -257,6 +272,9 @@ CHECKS = {
                        '"tb_port": tb_port, "LAUNCH_TENSORBOARD": LAUNCH_TENSORBOARD}', check_04_tensorboard),
     "05_ner": ('{"f1": evaluation["entity_f1"], "shape": list(predictions.shape), "entities": predictions["entities"].tolist(), '
                '"SENTENCES": SENTENCES}', check_05_ner),
+    "06_explain_and_trust": ('{"explanations": explanations[["words", "attributions", "probability", "baseline_probability", "label"]].to_dict(orient="records"), '
+                             '"deletion": deletion, "summary": summary, "robustness": robustness.index.tolist(), "version": str(version_dir), '
+                             '"served_labels": [x.decode() for x in served["label"].numpy()]}', check_06_explain_and_trust),
     "07_customer_service": ('{"routed": routed.to_dict(orient="records"), "rows": card["corpus"]["rows"], "index": str(index_dir), '
                             '"refusal": list(refusal), "exit_code": exit_code, "ANSWERS": ANSWERS, "MIN_SCORE": MIN_SCORE, '
                             '"QUESTIONS_PER_TOPIC": QUESTIONS_PER_TOPIC}', check_07_customer_service),
