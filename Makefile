@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: install dev demo test test-slow clean sample-data
+.PHONY: install dev demo test clean sample-data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,6 @@ TEST_WORKERS ?= 2
 
 test: $(DEVSTAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
-
-test-slow: $(DEVSTAMP)
-	$(PY) -m pytest -q -m slow
 
 clean:
 	rm -rf runs data/sample .pytest_cache

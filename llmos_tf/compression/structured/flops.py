@@ -76,7 +76,12 @@ def mean_tokens(run, texts) -> float:
 
     if not len(texts):
         return 0.0
-    ids = run.tokenizer()(tf.constant([str(t) for t in texts]))
+    batch = tf.constant([str(t) for t in texts])
+    if hasattr(run, "tokenizer"):  # a classifier run: its tokenizer
+        ids = run.tokenizer()(batch)
+    else:  # a tagger: its text encoder, unpadded ([CLS] and [SEP] counted, as the model sees them)
+        ids = run.text_encoder()(batch, padded=False)
+        ids = ids["token_ids"] if isinstance(ids, dict) else ids
     if hasattr(ids, "row_lengths"):
         lengths = ids.row_lengths().numpy()
     elif isinstance(ids, (list, tuple)):  # keras-hub tokenizers answer Python lists in eager mode
