@@ -238,7 +238,12 @@ def check_06_explain_and_trust(nb, probe, overrides):
     (cell,) = tagged(nb, "explanations")
     assert "rgba(" in "".join(mime_outputs(cell, "text/html"))  # the highlighted words
     assert probe["deletion"]["aopc_attributed"] > probe["deletion"]["aopc_random"], probe["deletion"]
-    assert probe["summary"]["ece_after"] <= probe["summary"]["ece_before"] + 1e-9 and probe["summary"]["temperature"] > 0
+    # T minimises the validation NLL (T = 1 is a candidate), so NLL can only fall on the set it is fitted on; ECE on
+    # the sample's few dozen validation texts in 15 bins is too noisy to order (tests/metrics checks that T lowers
+    # ECE on a deliberately over-confident fixture)
+    summary = probe["summary"]
+    assert summary["temperature"] > 0 and summary["nll_after"] <= summary["nll_before"] + 1e-6, summary
+    assert 0.0 <= summary["ece_after"] <= 1.0 and 0.0 <= summary["ece_before"] <= 1.0, summary
     (cell,) = tagged(nb, "reliability")
     assert mime_outputs(cell, "image/png")
     assert set(probe["robustness"]) == {"none", "typo", "lowercase", "punctuation", "drop", "neighbour"}
