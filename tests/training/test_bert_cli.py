@@ -6,29 +6,11 @@ import numpy as np
 from llmos_tf._tf import tf
 from llmos_tf.cli import main
 from llmos_tf.training.trained_run import TrainedRun
-from tests.conftest import tiny_config_text
-
-BERT_MODEL = """
-model:
-  architecture: bert
-  encoder: null
-  num_layers: 1
-  hidden_dim: 32
-  num_heads: 2
-  intermediate_dim: 64
-  dropout: 0.0
-  pooling: mean
-"""
+from tests.conftest import tiny_bert_config_text
 
 
 def test_tiny_bert_train_evaluate_predict_export(tmp_path, tiny_data, capsys):
-    text = tiny_config_text(tiny_data["train"], tmp_path / "runs", name="tiny_bert", epochs=3)
-    text = text.replace("""model:
-  architecture: bilstm
-  embedding_dim: 16
-  lstm_units: 16
-  dropout: 0.1
-""", BERT_MODEL).replace("learning_rate: 0.01", "learning_rate: 0.003")
+    text = tiny_bert_config_text(tiny_data["train"], tmp_path / "runs", name="tiny_bert", epochs=3)
     config = tmp_path / "bert.yaml"
     config.write_text(text)
     assert main(["train", str(config)]) == 0
