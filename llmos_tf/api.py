@@ -230,13 +230,18 @@ class Run:
     def explain(self, texts: str | Sequence[str], label: str | None = None, steps: int = 32):
         """Word attributions (integrated gradients) for the predicted class, or ``label``: a DataFrame
         (``text, label, probability, words, attributions, explained, baseline_probability``) that Jupyter
-        shows as highlighted sentences. Sentence classifiers only (see :mod:`llmos_tf.explain`)."""
+        shows as highlighted sentences. For an NER run: one row per (predicted entity, word), see
+        :func:`llmos_tf.explain.entity_frame.explain_tagger` (``label`` does not apply)."""
         from llmos_tf.explain.explanations import explain_run
 
+        if self.task == "ner":  # one row per (predicted entity, word): llmos_tf.explain.entity_frame
+            from llmos_tf.explain.entity_frame import explain_tagger
+
+            return explain_tagger(self.model, [texts] if isinstance(texts, str) else list(texts), steps=steps)
         if self.task != "classification":
             from llmos_tf.errors import RunError
 
-            raise RunError(f"{self.run_dir}: a {self.task} run; Run.explain covers sentence classifiers")
+            raise RunError(f"{self.run_dir}: a {self.task} run; Run.explain covers sentence classifiers and NER taggers")
         return explain_run(self.model, [texts] if isinstance(texts, str) else list(texts), label=label, steps=steps)
 
     # -- downstream ----------------------------------------------------------------

@@ -323,6 +323,7 @@ def _check_ranges(cfg: RunConfig) -> None:
     if d.label_names and cfg.task != "classification":
         per_head = "; name a head's labels with heads[i].label_names" if cfg.task == "multitask" else ""
         raise ConfigError(f"data.label_names: only used with task: classification (task is {cfg.task!r}){per_head}")
+    cfg.training.augment = check_augment(t.augment, task=cfg.task) or None
     if cfg.model.get("crf") and cfg.task != "ner":
         raise ConfigError(f"model.crf: a CRF decodes tag sequences; it needs task: ner (task is {cfg.task!r})")
     if cfg.task == "multitask":
@@ -360,6 +361,36 @@ def _check_head(i: int, head: HeadConfig) -> None:
                 raise ConfigError(f"{where}.{key}: ner head {head.name!r} reads CoNLL files (token and tag per line); {key} does not apply")
     elif head.format == "conll":
         raise ConfigError(f"{where}.format: CoNLL files need a token-classification head; set {where}.task: ner")
+
+
+# training.augment keys (the perturbations of llmos_tf.explain.robustness usable before training;
+# neighbour needs a trained embedding table)
+AUGMENTATIONS = ("typo", "lowercase", "punctuation", "drop")
+
+
+def check_augment(augment: Any, where: str = "training.augment", task: str = "classification") -> dict[str, float]:
+    """``training.augment`` as ``{perturbation: rate}``, refused with the bad key named before any run folder exists."""
+    if augment in (None, {}):
+        return {}
+    if not isinstance(augment, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of perturbation -> rate, e.g. {{typo: 0.1}}; got {augment!r}", key=where)
+    if task != "classification":
+        raise ConfigError(f"{where}: perturbed copies of training texts are made for task: classification only (task is {task!r})", key=where)
+    out = {}
+    for kind, rate in augment.items():
+        key = f"{where}.{kind}"
+        if kind == "neighbour":
+            raise ConfigError(f"{key}: not available at training time (no trained embedding table yet); use {', '.join(AUGMENTATIONS)}", key=key)
+        if kind not in AUGMENTATIONS:
+            raise ConfigError(f"{key}: unknown perturbation; valid: {', '.join(AUGMENTATIONS)}", key=key)
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a rate in (0, 1], got {rate!r}", key=key) from None
+        if not 0 < rate <= 1:
+            raise ConfigError(f"{key}: expected a rate in (0, 1], got {rate}", key=key)
+        out[str(kind)] = rate
+    return out
 
 
 def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> RunConfig:

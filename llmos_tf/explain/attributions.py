@@ -113,15 +113,16 @@ def _run_model(model: Any, inputs: Any, layer, baseline_ids, alpha, tape, captur
         return model(inputs, training=False)
 
 
-def integrated_gradients(model: Any, token_ids: tf.Tensor, *, layer=None, features: Callable | None = None,
-                         special_ids: Sequence[int] = (), target: tf.Tensor | None = None,
-                         steps: int = DEFAULT_STEPS) -> dict[str, tf.Tensor]:
-    """IG of ``model``'s class probability with respect to its token-embedding output.
+def path_integrated_gradients(model: Any, token_ids: tf.Tensor, objective: Callable[[tf.Tensor], tf.Tensor], *, layer=None,
+                              features: Callable | None = None, special_ids: Sequence[int] = (),
+                              steps: int = DEFAULT_STEPS) -> dict[str, tf.Tensor]:
+    """IG of any scalar-per-row ``objective`` of the model's output, with respect to its token-embedding output.
 
-    ``token_ids`` int ``[B, T]`` (0 = padding); ``features`` maps ids to the model's
-    inputs (BERT's dict). ``target`` int ``[B]``: the class to explain (default, or a negative
-    entry: the predicted one). Returns ``attributions [B, T]`` (summed over the embedding
-    dimension), ``probabilities``/``baseline_probabilities [B, C]`` and ``target [B]``.
+    ``objective`` maps the model's outputs reshaped to ``[rows, B, ...]`` (row ``r``: path point ``r``;
+    row ``rows - 2`` is the input itself, ``rows - 1`` the baseline) to values ``[rows, B]``; it may read
+    the input row to choose what to explain (the predicted class, the decoded tags). Returns
+    ``attributions [B, T]`` (summed over the embedding dimension), ``value``/``baseline_value [B]`` (what the
+    attributions add up to the difference of) and ``outputs``/``baseline_outputs`` (the model's answers).
     """
     layer = layer or token_embedding_layer(model)
     token_ids = tf.cast(token_ids, tf.int32)
@@ -139,22 +140,49 @@ def integrated_gradients(model: Any, token_ids: tf.Tensor, *, layer=None, featur
     captured: dict[str, tf.Tensor] = {}
     with tf.GradientTape() as tape:
         inputs = features(ids) if features is not None else ids
-        probabilities = tf.cast(_run_model(model, inputs, layer, tf.tile(baseline_ids, [rows, 1]), alpha, tape, captured), tf.float32)
-        probabilities = tf.reshape(probabilities, [rows, batch, -1])
-        chosen = tf.argmax(probabilities[rows - 2], axis=-1, output_type=tf.int32)
-        if target is not None:  # a negative target: the predicted class
-            chosen = tf.where(tf.cast(target, tf.int32) >= 0, tf.cast(target, tf.int32), chosen)
-        picked = tf.gather(probabilities, tf.tile(chosen[None], [rows, 1]), batch_dims=2)  # [rows, B]
-        objective = tf.reduce_sum(picked * weights[:, None])
-    grads = tape.gradient(objective, captured["point"])  # already weighted by the quadrature
+        outputs = tf.cast(_run_model(model, inputs, layer, tf.tile(baseline_ids, [rows, 1]), alpha, tape, captured), tf.float32)
+        outputs = tf.reshape(outputs, tf.concat([[rows, batch], tf.shape(outputs)[1:]], axis=0))
+        values = objective(outputs)  # [rows, B]
+        total = tf.reduce_sum(values * weights[:, None])
+    grads = tape.gradient(total, captured["point"])  # already weighted by the quadrature
     depth = tf.shape(grads)[-1]
     grads = tf.reduce_sum(tf.reshape(grads, [rows, batch, length, depth]), axis=0)
     delta = tf.reshape(captured["delta"], [rows, batch, length, depth])[0]
     return {
         "attributions": tf.reduce_sum(grads * delta, axis=-1),
-        "probabilities": probabilities[rows - 2],
-        "baseline_probabilities": probabilities[rows - 1],
-        "target": tf.cast(chosen, tf.int64),
+        "value": values[rows - 2],
+        "baseline_value": values[rows - 1],
+        "outputs": outputs[rows - 2],
+        "baseline_outputs": outputs[rows - 1],
+    }
+
+
+def integrated_gradients(model: Any, token_ids: tf.Tensor, *, layer=None, features: Callable | None = None,
+                         special_ids: Sequence[int] = (), target: tf.Tensor | None = None,
+                         steps: int = DEFAULT_STEPS) -> dict[str, tf.Tensor]:
+    """IG of ``model``'s class probability with respect to its token-embedding output.
+
+    ``token_ids`` int ``[B, T]`` (0 = padding); ``features`` maps ids to the model's
+    inputs (BERT's dict). ``target`` int ``[B]``: the class to explain (default, or a negative
+    entry: the predicted one). Returns ``attributions [B, T]`` (summed over the embedding
+    dimension), ``probabilities``/``baseline_probabilities [B, C]`` and ``target [B]``.
+    """
+    chosen: dict[str, tf.Tensor] = {}
+
+    def class_probability(probabilities: tf.Tensor) -> tf.Tensor:
+        rows = tf.shape(probabilities)[0]
+        pick = tf.argmax(probabilities[rows - 2], axis=-1, output_type=tf.int32)  # the input row's prediction
+        if target is not None:  # a negative target: the predicted class
+            pick = tf.where(tf.cast(target, tf.int32) >= 0, tf.cast(target, tf.int32), pick)
+        chosen["target"] = pick
+        return tf.gather(probabilities, tf.tile(pick[None], [rows, 1]), batch_dims=2)  # [rows, B]
+
+    out = path_integrated_gradients(model, token_ids, class_probability, layer=layer, features=features, special_ids=special_ids, steps=steps)
+    return {
+        "attributions": out["attributions"],
+        "probabilities": out["outputs"],
+        "baseline_probabilities": out["baseline_outputs"],
+        "target": tf.cast(chosen["target"], tf.int64),
     }
 
 

@@ -15,17 +15,20 @@ def add_explain_parsers(sub) -> None:
 def _add_explain(sub) -> None:
     p = sub.add_parser(
         "explain",
-        help="which words decided a classifier's answer (integrated gradients; occlusion over gRPC)",
+        help="which words decided a classifier's answer or a tagger's entities (integrated gradients; occlusion over gRPC)",
         description="Score each word of each text for the predicted class (or --label): integrated gradients over the "
         "token-embedding output (baseline: the padding embedding, Gauss-Legendre steps in one batch) with a run folder or "
         "an exported version's `explain` signature; with --server, drop-one-word occlusion against any served classifier. "
-        "Scores sum to p(class | text) - p(class | baseline); positive words support the class.",
+        "Scores sum to p(class | text) - p(class | baseline); positive words support the class. For an NER tagger (run or "
+        "export), every predicted entity gets each word's integrated gradients of the sum of its words' tag log-probabilities "
+        "(B-/I- tags; for a CRF the emission scores of the decoded path).",
         epilog=textwrap.dedent(
             """\
             examples:
               llmos explain --model runs/sample_bilstm "a wonderful, moving film"
               llmos explain --model runs/sample_bilstm --label negative "a wonderful, moving film" --json
               llmos explain --model saved_models/sst2/3 "not bad at all"
+              llmos explain --model runs/sample_ner "Anna Berg flew to Oslo ."          # per entity (NER run or export)
               llmos explain --server 127.0.0.1:8500 --model sst2 "not bad at all"     # occlusion, any served classifier
             """
         ),
@@ -55,8 +58,10 @@ def _cmd_explain(args) -> int:
         from llmos_tf.model_ref import resolve_model
 
         ref = resolve_model(args.model, for_server=True)
+        if ref.task == "ner":
+            return _explain_tagger(args, ref)
         if ref.task not in (None, "classification"):
-            raise RunError(f"--model {args.model}: a {ref.task} model; explain covers sentence classifiers (runs and exports)")
+            raise RunError(f"--model {args.model}: a {ref.task} model; explain covers sentence classifiers and NER taggers (runs and exports)")
         if ref.is_savedmodel:
             if args.label:
                 raise RunError("--label: an export's explain signature explains the predicted class; pass the run folder to choose the class")
@@ -75,6 +80,35 @@ def _cmd_explain(args) -> int:
     from llmos_tf.explain.explanations import render_terminal
 
     print(render_terminal(frame, colour=sys.stdout.isatty()))
+    return 0
+
+
+def _explain_tagger(args, ref) -> int:
+    """An NER run or export: per predicted entity, each word's integrated gradients for the entity's tags."""
+    from llmos_tf.errors import RunError
+    from llmos_tf.explain import entity_frame
+
+    if args.label:
+        raise RunError("--label: a tagger is explained per predicted entity; there is no class to choose")
+    if ref.is_savedmodel:
+        import tensorflow_text  # noqa: F401  (the tokenizer ops of the SavedModel)
+
+        from llmos_tf._tf import tf
+
+        loaded = tf.saved_model.load(str(ref.path))
+        if "explain" not in loaded.signatures:
+            raise RunError(f"{ref.path}: this version has no 'explain' signature (exported before it existed, or TFLite-only); "
+                           f"re-export its run with llmos export, or pass the run folder")
+        frame = entity_frame.explain_tagger_savedmodel(loaded.signatures["explain"], args.texts)
+    else:
+        from llmos_tf.training.trained_tagger import TrainedTagger
+
+        frame = entity_frame.explain_tagger(TrainedTagger.load(ref.path), args.texts, steps=args.steps)
+    if args.json:
+        print(json.dumps({"model": args.model, "method": "integrated_gradients", "objective": "sum of the entity's tag log-probabilities",
+                          "sentences": frame.records()}))
+    else:
+        print(entity_frame.render_entities_terminal(frame, colour=sys.stdout.isatty()))
     return 0
 
 

@@ -178,22 +178,10 @@ def augment_training(data, training_cfg, seed: int) -> tuple[list[str], Any]:
 
 
 def check_augment(augment: Any, where: str = "training.augment") -> dict[str, float]:
-    """Validate a ``training.augment`` mapping (``{typo: 0.1, drop: 0.1}``) with an error naming the bad key."""
-    from llmos_tf.errors import ConfigError
+    """Validate a ``training.augment`` mapping (``{typo: 0.1, drop: 0.1}``) with an error naming the bad key.
 
-    if augment in (None, {}):
-        return {}
-    if not isinstance(augment, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of perturbation -> rate, e.g. {{typo: 0.1}}; got {augment!r}")
-    out = {}
-    for kind, rate in augment.items():
-        if kind not in PERTURBATIONS:
-            raise ConfigError(f"{where}.{kind}: unknown perturbation; valid: {', '.join(PERTURBATIONS)}")
-        try:
-            rate = float(rate)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.{kind}: expected a rate in (0, 1], got {rate!r}") from None
-        if not 0 < rate <= 1:
-            raise ConfigError(f"{where}.{kind}: expected a rate in (0, 1], got {rate}")
-        out[str(kind)] = rate
-    return out
+    The rules live in :func:`llmos_tf.config.check_augment`, which refuses a bad mapping while the config is
+    read, before any run folder is written; this is the same check for callers holding a bare mapping."""
+    from llmos_tf.config import check_augment as check
+
+    return check(augment, where)

@@ -10,6 +10,12 @@ decoding (:mod:`llmos_tf.models.crf`) runs in the graph too, in ``postprocess``:
 the model (and ``model.tflite``) gives per-token probabilities, the CRF's
 transition scores are variables of the SavedModel.
 
+``explain`` (every version with a model, compressed ones too): ``text`` → ``tokens``, ``tags``,
+``token_count``, the predicted entities (``entity_count``, ``entity_types``, ``entity_starts``,
+``entity_ends``) and ``attributions`` float32 ``[None, entities, words]``: per entity, each word's
+integrated gradients for the sum of the entity's tag log-probabilities
+(:mod:`llmos_tf.explain.entities`; plain TF ops, the stock model server runs it).
+
 Example::
 
     path = export_tagger_run("runs/sample_ner", "saved_models", "sample_ner")
@@ -25,10 +31,14 @@ from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
 from llmos_tf.export.base import POSTPROCESS, PREPROCESS, TEXT_SPEC, ServingExport, model_card, write_version
 from llmos_tf.export.layout import version_target
+from llmos_tf.export.signatures import EXPLAIN
 from llmos_tf.tasks.tagging import TaggingTask
 from llmos_tf.text.alignment import encode_words, split_words, word_tags_from_subwords
 
 SIGNATURE = "serving_default: text -> tags, token_count"
+# the `explain` signature's outputs (llmos_tf.explain.entities.EntityExplainer)
+EXPLAIN_OUTPUTS = ("tokens", "tags", "token_count", "entity_count", "entity_types", "entity_starts", "entity_ends", "attributions",
+                   "entity_scores", "entity_baseline_scores")
 WARMUP_SENTENCES = ("Anna Berg joined Acme Corp in Oslo .", "hello", "The meeting in Vienna ended without a deal .")
 CHECK_SENTENCES = (
     "Anna Berg joined Acme Corp in Oslo last year .",
@@ -66,6 +76,10 @@ class TaggerServingModule(tf.Module):
         ])
         if model is not None:  # without a model (a TFLite-only version) only the two halves exist
             self.serve = tf.function(self._serve, input_signature=[TEXT_SPEC])
+        # every tagger with a model also exports `explain` (per-entity integrated gradients, llmos_tf.explain.entities)
+        self.explainer = _entity_explainer(text_encoder, model, self.tag_names, self.crf, outside_tag) if model is not None else None
+        if self.explainer is not None:
+            self.explain = tf.function(self._explain, input_signature=[TEXT_SPEC])
 
     def _encode(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         enc = encode_words(self.text_encoder, split_words(text), padded=False)
@@ -94,11 +108,34 @@ class TaggerServingModule(tf.Module):
         probabilities = tf.cast(self.model(features, training=False), tf.float32)
         return self._postprocess(probabilities, enc["label_mask"], enc["word_count"])
 
+    def _explain(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``explain``: text -> ``tokens``/``tags`` string ``[None, W]``, ``token_count``, the predicted entities
+        (``entity_count`` int32 ``[None]``, ``entity_types`` string, ``entity_starts``/``entity_ends`` int32
+        ``[None, E]``, word offsets, end exclusive, padded with ""/-1) and ``attributions`` float32 ``[None, E, W]``:
+        each word's integrated gradients for each entity's tag log-probabilities (``entity_scores`` minus
+        ``entity_baseline_scores`` is what an entity's row adds up to)."""
+        out = self.explainer(text)
+        return {k: out[k] for k in EXPLAIN_OUTPUTS}
+
     def signatures(self, include_model: bool = True) -> dict:
         out = {PREPROCESS: self.preprocess, POSTPROCESS: self.postprocess}
         if include_model:
             out["serving_default"] = self.serve
+        if include_model and self.explainer is not None:
+            out[EXPLAIN] = self.explain
         return out
+
+
+def _entity_explainer(text_encoder, model, tag_names: Sequence[str], crf, outside_tag: str):
+    """The module's per-entity explainer, or None when the model has no token embedding to attribute."""
+    from llmos_tf.explain.attributions import token_embedding_layer
+    from llmos_tf.explain.entities import EntityExplainer
+
+    try:
+        token_embedding_layer(model)
+    except ValueError:
+        return None
+    return EntityExplainer(text_encoder, model, tag_names, crf=crf, outside_tag=outside_tag)
 
 
 def _check_sentences(tagger) -> list[str]:
@@ -116,6 +153,11 @@ def _verify(saved_dir: pathlib.Path, tagger, sentences: Sequence[str]) -> None:
     if got != expected:
         bad = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
         raise RunError(f"export check failed: the SavedModel tags {sentences[bad]!r} as {got[bad]} but the run gives {expected[bad]}")
+    if EXPLAIN in loaded.signatures:  # its entities come from the same tags
+        explained = loaded.signatures[EXPLAIN](text=tf.constant(list(sentences)))
+        tags = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(explained["tags"].numpy(), explained["token_count"].numpy())]
+        if tags != expected:
+            raise RunError("export check failed: the 'explain' signature's tags differ from serving_default's")
 
 
 def tagger_export(tagger, name: str, version: int, command: str | None) -> ServingExport:
