@@ -114,7 +114,7 @@ def _evaluate_metrics(args, ref: ModelRef) -> dict[str, Any]:
             from llmos_tf.data.conll import read_conll
 
             frame = read_conll(args.data)
-            return LocalSavedModel.load(ref.path, args.head).evaluate_conll(frame)
+            return _trust().evaluate_tagger(args, ref, frame)  # one prediction: conlleval, --robustness
         if ref.task == "multitask":  # which data format depends on the head's signature
             model = LocalSavedModel.load(ref.path, args.head)
             if model.task == "ner":
@@ -123,23 +123,26 @@ def _evaluate_metrics(args, ref: ModelRef) -> dict[str, Any]:
                 return model.evaluate_conll(read_conll(args.data))
             return model.evaluate_table(_read_table(args.data, args.text_column, args.label_column, labelled=True))
         frame = _read_table(args.data, args.text_column, args.label_column, labelled=True)
-        return LocalSavedModel.load(ref.path, args.head).evaluate_table(frame)
+        return _trust().evaluate_classifier(args, ref, frame)  # one prediction: metrics, ECE, --robustness
     if ref.task == "multitask":
         from llmos_tf.training.multitask import TrainedMultitask
 
         return TrainedMultitask.load(ref.path).evaluate(args.data, args.head)
     if ref.task == "ner":
-        from llmos_tf.training.trained_tagger import TrainedTagger
+        from llmos_tf.data.conll import read_conll
 
-        return TrainedTagger.load(ref.path).evaluate(args.data)
+        return _trust().evaluate_tagger(args, ref, read_conll(args.data))
     from llmos_tf.config import load_config
     from llmos_tf.training import artifacts
 
     d = load_config(ref.path / artifacts.CONFIG_FILE).data
     frame = _read_table(args.data, args.text_column or d.text_column, args.label_column or d.label_column, labelled=True)
-    from llmos_tf.training.trained_run import TrainedRun
+    return _trust().evaluate_classifier(args, ref, frame)
 
-    return TrainedRun.load(ref.path).evaluate(frame)
+
+def _trust():
+    """llmos_tf.explain.trust: classifier metrics + ECE + reliability diagram, tagger metrics, --robustness."""
+    return __import__("llmos_tf.explain.trust", fromlist=["_"])
 
 
 def _cmd_evaluate(args) -> int:
@@ -149,8 +152,7 @@ def _cmd_evaluate(args) -> int:
     ref = resolve_model(args.model)
     _check_column_flags(args, ref)
     metrics = _evaluate_metrics(args, ref)
-    trust = __import__("llmos_tf.explain.trust", fromlist=["_"])  # ECE + reliability diagram, --robustness (classifiers)
-    metrics = trust.evaluate_trust(args, ref, metrics)
+    trust = _trust()
     width = terminal_width()
     if "entity_f1" in metrics:  # an NER run or an NER head
         from llmos_tf.training.conlleval import format_report, per_type_frame
@@ -161,6 +163,7 @@ def _cmd_evaluate(args) -> int:
             print(format_report(metrics))
             print()
             print(per_type_frame(metrics).round(4).to_string(line_width=width))
+            trust.print_trust(metrics)  # --robustness: entity F1 and flip rate per perturbation
         return 0
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}))

@@ -15,6 +15,7 @@ Example::
 
     perturb("The film was GREAT!", "typo", rate=0.5, seed=1)         # 'The flim was GRAET!'
     robustness_table(predict_proba, texts, labels, seed=0)          # accuracy and flip rate per perturbation
+    entity_robustness_table(predict_tags, tokens, tags, seed=0)     # a tagger: entity F1 and flip rate
 """
 from __future__ import annotations
 
@@ -96,10 +97,7 @@ def perturb(text: str, kind: str, rate: float = DEFAULT_RATE, seed: int = 0, nei
     rng = _rng(text, kind, seed)
     words = text.split()
     if kind == "drop":
-        kept = [w for w in words if rng.random() >= rate]
-        if not kept and words:  # one word always stays
-            kept = [words[rng.randrange(len(words))]]
-        return " ".join(kept)
+        return " ".join(words[i] for i in _kept_words(len(words), rate, rng))
     if kind == "typo":
         return " ".join(_typo(w, rng) if rng.random() < rate else w for w in words)
     if neighbours is None:
@@ -111,20 +109,51 @@ def perturb(text: str, kind: str, rate: float = DEFAULT_RATE, seed: int = 0, nei
     return " ".join(out)
 
 
+def _kept_words(count: int, rate: float, rng: random.Random) -> list[int]:
+    """Indices of the words ``drop`` keeps: each goes with probability ``rate``; one always stays."""
+    kept = [i for i in range(count) if rng.random() >= rate]
+    if not kept and count:
+        kept = [rng.randrange(count)]
+    return kept
+
+
+def perturb_tokens(tokens: Sequence[str], tags: Sequence[str], kind: str, rate: float = DEFAULT_RATE, seed: int = 0,
+                   neighbours=None) -> tuple[list[str], list[str], list[int]]:
+    """A tagged sentence perturbed word by word, its gold tags kept aligned: ``(tokens, tags, kept)``.
+
+    ``kept`` are the original positions of the words that remain. ``typo``, ``lowercase`` and
+    ``neighbour`` change words in place, with exactly the edits :func:`perturb` makes to
+    ``" ".join(tokens)``; ``drop`` removes the words it drops there, with their tags; ``punctuation``
+    strips punctuation inside every word and removes the words left empty (``.``, ``,``) with their tags."""
+    tokens, tags = [str(t) for t in tokens], [str(t) for t in tags]
+    if kind == "punctuation":
+        stripped = [_PUNCT.sub("", t) for t in tokens]
+        kept = [i for i, t in enumerate(stripped) if t]
+        return [stripped[i] for i in kept], [tags[i] for i in kept], kept
+    if kind == "drop":
+        kept = _kept_words(len(tokens), rate, _rng(" ".join(tokens), kind, seed))
+        return [tokens[i] for i in kept], [tags[i] for i in kept], kept
+    out = perturb(" ".join(tokens), kind, rate, seed, neighbours).split(" ") if tokens else []
+    if len(out) != len(tokens):  # cannot happen for word-level edits; refuse rather than misalign the tags
+        raise ValueError(f"perturbation {kind!r} changed the number of words of {' '.join(tokens)!r}")
+    return out, list(tags), list(range(len(tokens)))
+
+
 def perturb_all(texts: Sequence[str], kind: str, rate: float = DEFAULT_RATE, seed: int = 0, neighbours=None) -> list[str]:
     return [perturb(str(t), kind, rate, seed, neighbours) for t in texts]
 
 
 def robustness_table(predict_proba: Callable[[list[str]], np.ndarray], texts: Sequence[str], labels: np.ndarray, *,
                      kinds: Sequence[str] = PERTURBATIONS, rate: float = DEFAULT_RATE, seed: int = 0,
-                     neighbours=None) -> list[dict[str, Any]]:
+                     neighbours=None, clean_probabilities: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Accuracy on clean and perturbed texts, and the flip rate (answers that change), per perturbation.
 
     ``changed`` is the share of texts the perturbation altered at all. ``neighbour`` is skipped
-    (and says so) without a neighbour function."""
+    (and says so) without a neighbour function. ``clean_probabilities``: the clean texts' answers
+    when they are already known (so they are not predicted twice)."""
     texts = [str(t) for t in texts]
     labels = np.asarray(labels)
-    clean = predict_proba(texts).argmax(-1)
+    clean = (predict_proba(texts) if clean_probabilities is None else np.asarray(clean_probabilities)).argmax(-1)
     rows = [{"perturbation": "none", "accuracy": float((clean == labels).mean()), "flip_rate": 0.0, "changed": 0.0}]
     for kind in kinds:
         if kind == "neighbour" and neighbours is None:
@@ -134,6 +163,37 @@ def robustness_table(predict_proba: Callable[[list[str]], np.ndarray], texts: Se
         answers = predict_proba(perturbed).argmax(-1)
         rows.append({"perturbation": kind, "accuracy": float((answers == labels).mean()), "flip_rate": float((answers != clean).mean()),
                      "changed": float(np.mean([p != t for p, t in zip(perturbed, texts)]))})
+    return rows
+
+
+def entity_robustness_table(predict_tags: Callable[[list[list[str]]], list[list[str]]], tokens: Sequence[Sequence[str]],
+                            tags: Sequence[Sequence[str]], *, kinds: Sequence[str] = PERTURBATIONS, rate: float = DEFAULT_RATE,
+                            seed: int = 0, neighbours=None, clean: Sequence[Sequence[str]] | None = None) -> list[dict[str, Any]]:
+    """A tagger's conlleval entity F1 on clean and perturbed sentences, and its flip rate, per perturbation.
+
+    ``flip_rate``: the share of sentences whose predicted tag sequence changes (on the words that remain:
+    a dropped word's tag is not a flip); ``changed``: the share the perturbation altered at all.
+    ``clean``: the tags already predicted for the clean sentences (so they are not predicted twice)."""
+    from llmos_tf.training.conlleval import conlleval
+
+    tokens, tags = [list(map(str, t)) for t in tokens], [list(map(str, t)) for t in tags]
+    clean = [list(row) for row in clean] if clean is not None else predict_tags(tokens)
+    base = conlleval(tags, clean)
+    rows = [{"perturbation": "none", "entity_f1": base["entity_f1"], "entity_precision": base["entity_precision"],
+             "entity_recall": base["entity_recall"], "flip_rate": 0.0, "changed": 0.0}]
+    for kind in kinds:
+        if kind == "neighbour" and neighbours is None:
+            rows.append({"perturbation": kind, "entity_f1": None, "entity_precision": None, "entity_recall": None, "flip_rate": None,
+                         "changed": None, "note": "no embedding table"})
+            continue
+        done = [perturb_tokens(w, t, kind, rate, seed, neighbours) for w, t in zip(tokens, tags)]
+        predicted = predict_tags([d[0] for d in done])
+        scores = conlleval([d[1] for d in done], predicted)
+        flips = [p != [c[i] for i in d[2]] for p, c, d in zip(predicted, clean, done)]
+        changed = [d[0] != w for d, w in zip(done, tokens)]
+        rows.append({"perturbation": kind, "entity_f1": scores["entity_f1"], "entity_precision": scores["entity_precision"],
+                     "entity_recall": scores["entity_recall"], "flip_rate": float(np.mean(flips)) if flips else 0.0,
+                     "changed": float(np.mean(changed)) if changed else 0.0})
     return rows
 
 
