@@ -9,7 +9,11 @@ the one a config names (see :mod:`llmos_tf.tasks.base` for the interface).
 classification :class:`.ClassificationTask`     :class:`.TrainedRun`
 ner            :class:`.TaggingTask`            :class:`.TrainedTagger`
 multitask      :class:`.MultitaskTask`          :class:`.TrainedMultitask`
+(pretraining)  :class:`.PretrainingTask`        :class:`.TrainedEncoder` (fill-mask)
 ============== ================================ ==========================
+
+``pretraining`` is built from ``llmos pretrain``'s flags, not named by a config's
+``task:``; its runs load like the others.
 
 Architectures plug into every task through :mod:`llmos_tf.models.registry`, so
 "architecture x task" is a table, not code paths.
@@ -28,7 +32,7 @@ from typing import Any
 
 from llmos_tf.config import RunConfig
 from llmos_tf.errors import RunError
-from llmos_tf.tasks import classification, multitask, tagging  # noqa: F401  (register the built-in tasks)
+from llmos_tf.tasks import classification, multitask, pretraining, tagging  # noqa: F401  (register the built-in tasks)
 from llmos_tf.tasks.base import Task, TaskInputs, register_task, registered, task_class  # noqa: F401
 
 DEFAULT_TASK = classification.ClassificationTask.name  # runs written before run.json recorded a task
@@ -57,10 +61,10 @@ def run_task(run_dir: str | pathlib.Path) -> type[Task]:
     info: dict[str, Any] = artifacts.read_run_info(run_dir)  # clear errors for a missing folder / unfinished run
     name = info.get("task", DEFAULT_TASK)
     try:
-        return task_class(name)
+        return task_class(name, every=True)
     except Exception:
         raise RunError(f"{run_dir}: run.json names task {name!r}, which this version does not know; "
-                       f"known: {', '.join(sorted(registered()))}") from None
+                       f"known: {', '.join(sorted(registered(every=True)))}") from None
 
 
 def load_trained(run_dir: str | pathlib.Path):

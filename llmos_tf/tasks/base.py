@@ -59,7 +59,9 @@ class Task(abc.ABC):
     * ``hparam_metrics`` – ``(tag, display name)`` pairs for TensorBoard's HParams dashboard;
     * ``multi_worker`` – None when multi-worker training works, else the reason it is refused;
     * ``resumable`` – whether an unfinished folder with the same config resumes from ``backup/``;
-    * ``write_graph`` – whether TensorBoard gets the model graph.
+    * ``write_graph`` – whether TensorBoard gets the model graph;
+    * ``from_config`` – whether a run config's ``task:`` may name it (pretraining is built from
+      ``llmos pretrain``'s flags instead; :func:`registered` lists only the config tasks).
     """
 
     name: ClassVar[str]
@@ -68,6 +70,7 @@ class Task(abc.ABC):
     multi_worker: ClassVar[str | None] = None
     resumable: ClassVar[bool] = True
     write_graph: ClassVar[bool] = True
+    from_config: ClassVar[bool] = True
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -93,6 +96,12 @@ class Task(abc.ABC):
 
     def check(self) -> None:
         """Refuse what ``config_from_dict`` cannot see (a hand-built config); raises ConfigError."""
+
+    def config_text(self) -> str:
+        """What the run folder's ``config.yaml`` holds (a resumed run must have the same text)."""
+        from llmos_tf.config import dump_config
+
+        return dump_config(self.cfg)
 
     def extra_hparams(self) -> dict[str, Any]:
         """Task-specific values added to the flat hyperparameters TensorBoard compares."""
@@ -167,13 +176,15 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-def registered() -> dict[str, type[Task]]:
-    """Task name -> class, of the tasks imported so far (see :mod:`llmos_tf.tasks`)."""
-    return dict(_TASKS)
+def registered(every: bool = False) -> dict[str, type[Task]]:
+    """Task name -> class, of the tasks imported so far (see :mod:`llmos_tf.tasks`): the ones a config's
+    ``task:`` may name, or with ``every`` also those built otherwise (pretraining), whose runs load too."""
+    return {name: cls for name, cls in _TASKS.items() if every or cls.from_config}
 
 
-def task_class(name: str, where: str = "task") -> type[Task]:
-    """The class registered under ``name``, or a ConfigError naming the valid tasks."""
-    if name not in _TASKS:
-        raise ConfigError(f"{where}: unknown task {name!r}; valid tasks: {', '.join(sorted(_TASKS))}")
-    return _TASKS[name]
+def task_class(name: str, where: str = "task", every: bool = False) -> type[Task]:
+    """The class registered under ``name`` (see :func:`registered`), or a ConfigError naming the valid tasks."""
+    tasks = registered(every)
+    if name not in tasks:
+        raise ConfigError(f"{where}: unknown task {name!r}; valid tasks: {', '.join(sorted(tasks))}")
+    return tasks[name]

@@ -68,7 +68,7 @@ def fit(task: Task, *, overwrite: bool = False, strategy: str = "auto", verbose:
     role = WorkerRole.of(dist, cfg.run_dir)
     tf_keras.utils.set_random_seed(cfg.seed)
     data = task.prepare_data()
-    run_dir, resuming = prepare_run_dir(cfg, overwrite, role)
+    run_dir, resuming = prepare_run_dir(cfg, overwrite, role, config_text=task.config_text())
     resuming = resuming and task.resumable
     vocab = run_vocabulary(run_dir, lambda: task.learn_vocabulary(data))
     for file_name, labels in task.label_maps(data).items():

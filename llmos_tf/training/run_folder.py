@@ -77,16 +77,17 @@ class StartStep(tf_keras.callbacks.Callback):
         self.step = int(self.model.optimizer.iterations.numpy())
 
 
-def prepare_run_dir(cfg: RunConfig, overwrite: bool, role: WorkerRole | None = None) -> tuple[pathlib.Path, bool]:
+def prepare_run_dir(cfg: RunConfig, overwrite: bool, role: WorkerRole | None = None, config_text: str | None = None) -> tuple[pathlib.Path, bool]:
     """Create or resume the run folder; return (run_dir, resuming).
 
     An unfinished folder with the same config is resumed (its ``backup/`` holds the
     state); a finished one, or an unfinished one with a different config, is refused
     unless ``overwrite``, so a typo never destroys a run. A non-chief worker gets its
-    scratch folder and leaves the run folder to the chief.
+    scratch folder and leaves the run folder to the chief. ``config_text`` is what
+    ``config.yaml`` holds (default: ``cfg`` dumped; pretraining records its own settings).
     """
     run_dir = cfg.run_dir
-    config_text = dump_config(cfg)
+    config_text = dump_config(cfg) if config_text is None else config_text
     if role is not None and not role.is_chief:
         if artifacts.is_finished(run_dir) and not overwrite:  # the chief refuses too: fail here rather than hang
             raise RunError(f"{run_dir}: a finished run already exists; pass --overwrite to replace it or --set name=NEW_NAME")

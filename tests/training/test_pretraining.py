@@ -1,4 +1,5 @@
-"""MLM pretraining: keras-hub masking, a learning MLM head, the CLI, and reuse by `llmos train`."""
+"""MLM pretraining: keras-hub masking, a learning MLM head, the CLI through the one trainer (run folder,
+TensorBoard, run.json, fill-mask predictor), the encoder-folder export, and reuse by `llmos train`."""
 from __future__ import annotations
 
 import contextlib
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 
 from llmos_tf._tf import tf, tf_keras
-from llmos_tf.errors import DataError
-from llmos_tf.training.pretraining import (
-    PretrainConfig, build_encoder, build_pretrainer, make_mask_generator, mlm_dataset, read_corpus)
+from llmos_tf.errors import ConfigError, DataError, RunError
+from llmos_tf.tasks.pretraining_data import make_mask_generator, mlm_dataset, read_corpus
+from llmos_tf.tasks.pretraining_model import build_encoder, build_pretrainer
+from llmos_tf.training.pretrain_config import PretrainConfig
 
 TINY = dict(num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64, vocabulary_size=300,
             max_length=24, batch_size=16, seed=7)
@@ -84,7 +86,8 @@ def pretrained_folder(corpus, tmp_path_factory) -> pathlib.Path:
     from llmos_tf.cli import main
 
     out = tmp_path_factory.mktemp("enc") / "tiny_encoder"
-    argv = ["pretrain", "--corpus", str(corpus), "--output", str(out), "--epochs", "2", "--steps_per_epoch", "4"]
+    argv = ["pretrain", "--corpus", str(corpus), "--output", str(out), "--epochs", "2", "--steps_per_epoch", "4",
+            "--run_dir", str(out.parent / "runs" / "pretrain_tiny")]
     for k, v in TINY.items():
         argv += [f"--{k}", str(v)]
     stdout = io.StringIO()
@@ -107,6 +110,79 @@ def test_cli_writes_loadable_encoder_folder(pretrained_folder):
     assert summary["steps"] == 8 and len(summary["losses"]) == 2
     assert summary["corpus_fingerprint"] and summary["config"]["hidden_dim"] == 32
     assert not list(pretrained_folder.parent.glob(".*tmp*"))
+    assert summary["run_dir"] == str(pretrained_folder.parent / "runs" / "pretrain_tiny")
+
+
+def test_pretraining_runs_through_the_one_trainer(pretrained_folder, corpus):
+    """The run folder is a finished run like `llmos train`'s: run.json (task, optimizer steps, metrics of the
+    restored best weights), TensorBoard scalars read back from the event files, and a fill-mask predictor."""
+    from llmos_tf.models.pretrained import load_encoder
+    from llmos_tf.tasks import load_trained, run_task
+    from llmos_tf.tasks.pretraining import PretrainingTask, TrainedEncoder
+    from llmos_tf.tensorboard_data import read_history
+
+    run_dir = pretrained_folder.parent / "runs" / "pretrain_tiny"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["task"] == "pretraining" and info["optimizer_steps"] == 8 and info["epochs_run"] == 2
+    assert info["monitor"]["name"] == "loss" and info["best_epoch"] in (1, 2)
+    assert info["data"]["passages"] == 500 and info["data"]["corpus"][0]["path"] == str(corpus)
+    summary = json.loads((pretrained_folder / "pretrain.json").read_text())
+    assert summary["losses"] == pytest.approx(info["pretraining"]["losses"])
+    assert summary["metrics"]["corpus"]["mlm_loss"] < np.log(summary["vocabulary_size"])  # below chance after 8 steps
+    history = read_history(run_dir)  # TensorBoard event files
+    assert list(history.index) == [1, 2] and history["loss"].tolist() == pytest.approx(summary["losses"], rel=1e-5)
+    assert run_task(run_dir) is PretrainingTask
+    trained = load_trained(run_dir)
+    assert type(trained) is TrainedEncoder
+    for a, b in zip(trained.model.encoder.weights, load_encoder(pretrained_folder)[0].weights):  # the export is the run's encoder
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    rows = trained.predict(["the film was [MASK] and the [MASK] was good", "no mask here"])
+    assert list(rows.columns) == ["text", "predictions"]
+    first, second = rows["predictions"]
+    assert len(first) == 2 and all(t in trained.vocabulary for t in first) and second == []
+
+
+def test_pretraining_run_options_follow_the_trainer_rules(pretrained_folder, corpus, tmp_path, capsys):
+    """Refused up front, by the same rules as every task: multi-worker (with the reason), a bad --profile, a finished
+    run folder without --overwrite, an --output that is not an encoder folder; nothing is written."""
+    from llmos_tf.cli import main
+    from llmos_tf.tasks.pretraining import PretrainingTask
+    from llmos_tf.training import loop
+    from llmos_tf.training.pretraining import pretrain
+
+    task = PretrainingTask(PretrainConfig(corpus=[str(corpus)], output=str(tmp_path / "enc")))
+    with pytest.raises(RunError, match="--strategy multi_worker: the encoder folder is exported by the process that trains"):
+        loop.check_run_options(task, strategy="multi_worker")
+    with pytest.raises(ConfigError, match="--profile"):
+        loop.check_run_options(task, profile="x")
+    run_dir = str(pretrained_folder.parent / "runs" / "pretrain_tiny")
+    with pytest.raises(RunError, match="finished run already exists; pass --overwrite"):
+        pretrain(PretrainConfig(corpus=[str(corpus)], output=str(tmp_path / "enc"), run_dir=run_dir, **TINY), strategy="default")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    assert main(["pretrain", "--corpus", str(corpus), "--output", str(tmp_path / "notes"), "--run_dir", str(tmp_path / "run")]) == 2
+    assert "notes: exists and is not an encoder folder; choose another --output" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"] and (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_mixed_precision_applies_to_a_pretraining_run(corpus, tmp_path):
+    """``--mixed_precision`` takes effect as for `llmos train`: the encoder computes in bfloat16 while training
+    (read back from model.keras), the MLM logits stay float32, and the global policy is restored."""
+    from llmos_tf.tasks import load_trained
+    from llmos_tf.training.pretraining import pretrain
+
+    settings = PretrainConfig(corpus=[str(corpus)], output=str(tmp_path / "enc"), run_dir=str(tmp_path / "run"), epochs=1,
+                              steps_per_epoch=2, mixed_precision="mixed_bfloat16", **TINY)
+    summary = pretrain(settings, strategy="default")
+    assert tf_keras.mixed_precision.global_policy().name == "float32"
+    assert summary["steps"] == 2 and np.isfinite(summary["last_loss"])
+    model = load_trained(tmp_path / "run").model
+    assert model.dtype_policy.name == "mixed_bfloat16" and model.get_layer("mlm_transform").compute_dtype == "bfloat16"
+    assert model.encoder.get_layer("transformer_layer_0").compute_dtype == "bfloat16"
+    assert tf_keras.mixed_precision.global_policy().name == "float32"  # loading restores it too
+    ids = tf.constant([[2, 4, 3]], tf.int32)  # [CLS] [MASK] [SEP]
+    logits = model({"token_ids": ids, "padding_mask": tf.ones_like(ids), "segment_ids": tf.zeros_like(ids), "mask_positions": tf.constant([[1]])})
+    assert logits.dtype == tf.float32 and logits.shape == (1, 1, len(load_trained(tmp_path / "run").vocabulary))
 
 
 def test_folder_works_as_classifier_encoder(pretrained_folder):
@@ -131,7 +207,8 @@ def test_missing_corpus_names_the_file(tmp_path):
 
     missing = tmp_path / "nope.txt"
     with pytest.raises(DataError, match="nope.txt"):
-        pretrain(PretrainConfig(corpus=[str(missing)], output=str(tmp_path / "out")))
+        pretrain(PretrainConfig(corpus=[str(missing)], output=str(tmp_path / "out"), run_dir=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()  # refused before the run folder is created
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
     with pytest.raises(DataError, match="empty.txt"):

@@ -39,7 +39,7 @@ def test_a_run_of_an_unknown_task_is_refused_with_the_known_ones(tmp_path):
     run = tmp_path / "future"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"task": "translation"}))
-    with pytest.raises(RunError, match="names task 'translation', which this version does not know; known: classification, multitask, ner"):
+    with pytest.raises(RunError, match="names task 'translation', which this version does not know; known: classification, multitask, ner, pretraining"):
         load_trained(run)
     with pytest.raises(RunError, match="not a finished run"):
         load_trained(tmp_path)
