@@ -91,10 +91,19 @@ def load_run(path: str | pathlib.Path) -> "Run":
 
 @dataclass
 class Evaluation:
-    """Metrics of one evaluation; ``ev["accuracy"]`` reads a figure, Jupyter shows the tables."""
+    """Metrics of one evaluation; ``ev["accuracy"]`` reads a figure, Jupyter shows the tables.
+
+    ``task`` is the task the metrics belong to (a multitask run's head: its own task); its class
+    (:func:`llmos_tf.tasks.base.task_class`) says which figures are the headline and how per-class rows read."""
 
     metrics: dict[str, Any]
     task: str = "classification"
+
+    @property
+    def _task(self):
+        from llmos_tf.tasks import task_class
+
+        return task_class(self.task, every=True)
 
     def __getitem__(self, key: str) -> Any:
         return self.metrics[key]
@@ -105,19 +114,12 @@ class Evaluation:
     @property
     def summary(self) -> pd.DataFrame:
         """One row: the headline figures (accuracy and macro-F1, or entity P/R/F1)."""
-        keys = ("examples", "entity_precision", "entity_recall", "entity_f1", "token_accuracy") if self.task == "ner" else ("examples", "accuracy", "macro_f1")
-        return pd.DataFrame([{k: self.metrics[k] for k in keys if k in self.metrics}])
+        return pd.DataFrame([{k: self.metrics[k] for k, _ in self._task.summary_metrics if k in self.metrics}])
 
     @property
     def per_class(self) -> pd.DataFrame:
         """Precision, recall, F1 and support per label (per entity type for NER)."""
-        if self.task == "ner":
-            from llmos_tf.training.conlleval import per_type_frame
-
-            return per_type_frame(self.metrics)
-        from llmos_tf.training.evaluation import per_class_frame
-
-        return per_class_frame(self.metrics)
+        return self._task.per_class_frame(self.metrics)
 
     @property
     def confusion(self) -> pd.DataFrame:
@@ -186,20 +188,29 @@ class Run:
 
     # -- models ------------------------------------------------------------------
     @property
-    def model(self):
-        """The loaded run (TrainedRun, TrainedTagger or TrainedMultitask), cached."""
-        if self._loaded is None:
-            from llmos_tf.training.multitask import TrainedMultitask, is_multitask_run
-            from llmos_tf.training.trained_run import TrainedRun
-            from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
+    def task_class(self):
+        """The run's :class:`~llmos_tf.tasks.base.Task` class (from ``run.json``), whose attributes answer what
+        differs between tasks (heads, data format, headline metrics)."""
+        from llmos_tf.tasks import run_task
 
-            if is_tagger_run(self.run_dir):
-                self._loaded = TrainedTagger.load(self.run_dir)
-            elif is_multitask_run(self.run_dir):
-                self._loaded = TrainedMultitask.load(self.run_dir)
-            else:
-                self._loaded = TrainedRun.load(self.run_dir)
+        return run_task(self.run_dir)
+
+    @property
+    def model(self):
+        """The loaded run, its task's predictor (``tasks.load_trained``: TrainedRun, TrainedTagger,
+        TrainedMultitask or TrainedEncoder), cached."""
+        if self._loaded is None:
+            from llmos_tf.tasks import load_trained
+
+            self._loaded = load_trained(self.run_dir)
         return self._loaded
+
+    def _head_args(self, head: str | None) -> tuple:
+        if self.task_class.has_heads:
+            return (head,)
+        if head is not None:
+            raise ConfigError(f"head={head!r}: only a multitask run has heads; {self.run_dir} is a {self.task} run")
+        return ()
 
     def predict(self, texts: str | Sequence[str], head: str | None = None) -> pd.DataFrame:
         """Classifiers: ``text, label, probability``; taggers: ``text, tokens, tags, entities``.
@@ -213,19 +224,15 @@ class Run:
 
             warnings.warn(f"text(s) at position {', '.join(map(str, empty[:10]))} are empty: the model answers anyway, "
                           "from no words at all, so those labels mean nothing", UserWarning, stacklevel=2)
-        if self.task == "multitask":
-            return self.model.predict(texts, head)
-        return self.model.predict(texts)
+        return self.model.predict(texts, *self._head_args(head))
 
     def evaluate(self, data: str | pathlib.Path | pd.DataFrame, head: str | None = None) -> Evaluation:
         """Metrics on a labelled file (CoNLL for NER runs) or a frame of ``text``/``label`` (``tokens``/``tags``)."""
-        if isinstance(data, pd.DataFrame) and self.task != "ner":
+        task = self.task_class
+        if isinstance(data, pd.DataFrame) and task.data_format == "table":
             data = _labelled_frame(data)
-        if self.task == "multitask":
-            metrics = self.model.evaluate(data, head)
-        else:
-            metrics = self.model.evaluate(data)
-        return Evaluation(metrics, task=self.task)
+        metrics = self.model.evaluate(data, *self._head_args(head))
+        return Evaluation(metrics, task=self.model.tasks[head] if task.has_heads else self.task)  # a head's metrics are its task's
 
     def explain(self, texts: str | Sequence[str], label: str | None = None, steps: int = 32):
         """Word attributions (integrated gradients) for the predicted class, or ``label``: a DataFrame

@@ -155,7 +155,7 @@ def _cmd_evaluate(args) -> int:
     trust = _trust()
     width = terminal_width()
     if "entity_f1" in metrics:  # an NER run or an NER head
-        from llmos_tf.training.conlleval import format_report, per_type_frame
+        from llmos_tf.metrics.conlleval import format_report, per_type_frame
 
         if args.json:
             print(json.dumps({"model": str(args.model), "data": str(args.data), **metrics}, default=float))

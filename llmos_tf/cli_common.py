@@ -1,13 +1,15 @@
-"""What the ``llmos`` command modules share: result tables, warnings, reading data files for a command.
+"""What the ``llmos`` command modules share: parser pieces, result tables, warnings, reading data files for a command.
 
 Below :mod:`llmos_tf.cli` and :mod:`llmos_tf.cli_commands` (they import it, it imports neither), and
 free of TensorFlow, so a wrong column or file answers before TensorFlow starts.
 """
 from __future__ import annotations
 
+import argparse
 import pathlib
 import shlex
 import sys
+import textwrap
 from typing import Any, Sequence
 
 from llmos_tf.model_ref import ModelRef
@@ -15,6 +17,35 @@ from llmos_tf.model_ref import ModelRef
 # tf.distribute strategies `llmos train --strategy` accepts (llmos_tf.training.distribute.STRATEGIES,
 # repeated here so a wrong name is refused before TensorFlow is imported)
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def add_command(sub, name: str, *, help: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` teaches: one-line ``help``, a ``description`` and an ``examples`` epilog
+    (dedented; :func:`llmos_tf.cli.build_parser` gives every subcommand the formatter that keeps its lines)."""
+    return sub.add_parser(name, help=help, description=description, epilog=textwrap.dedent(examples))
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, refused before anything loads."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_publish_flags(p: argparse.ArgumentParser, what: str, *, name_example: str | None = None, name_default: str | None = None,
+                      unpublished: str | None = None) -> None:
+    """``--model_base_path`` and ``--name``: where a command publishes ``<base>/<name>/<version>``, in the words
+    TF Serving users know. Both are required unless ``unpublished`` says what happens without a base path."""
+    optional = unpublished is not None
+    p.add_argument("--model_base_path", required=not optional, default=None, metavar="DIR",
+                   help=f"TF Serving model base path the {what} is published to, e.g. saved_models"
+                   + (f" (default: none, nothing is published; {unpublished})" if optional else ""))
+    p.add_argument("--name", required=not optional, help="model name under the base path"
+                   + (f", e.g. {name_example}" if name_example else "") + (f" (default: {name_default})" if name_default else ""))
 
 
 def table(rows: Sequence[tuple[str, Any]], title: str | None = None) -> str:
@@ -74,6 +105,7 @@ def check_column_flags(args, ref: ModelRef) -> None:
     given = [f"--{k}" for k in ("text_column", "label_column") if getattr(args, k, None)]
     if not given:
         return
+    # task names as strings: this check runs before TensorFlow is imported (the task registry imports it)
     if ref.task == "ner":
         raise ConfigError(f"{' and '.join(given)}: {ref.path} is a tagger; it reads CoNLL files (token and tag per line), which have no columns")
     if ref.task == "multitask" and ref.kind == "run":

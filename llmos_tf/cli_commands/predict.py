@@ -46,6 +46,8 @@ def _gather_texts(args, ref: ModelRef | None, run_config=None) -> list[str]:
     """Texts from the command line and ``--data``; warns about empty ones on stderr."""
     texts = list(args.texts)
     if args.data:
+        # task names as strings on purpose: this runs before TensorFlow is imported (the task registry imports it),
+        # so that a wrong file or column answers at once; ref.task is read from run.json / assets/llmos.json
         tagger = ref is not None and ref.task == "ner"
         if tagger:
             texts += _read_sentences(args.data)
@@ -81,7 +83,7 @@ def _cmd_predict(args) -> int:
     if args.text_column:
         _check_column_flags(args, ref)
     run_config = None
-    if ref.kind == "run" and ref.task == "classification":
+    if ref.kind == "run" and ref.task == "classification":  # strings, not the registry: still before TensorFlow (see _gather_texts)
         from llmos_tf.config import load_config
         from llmos_tf.training import artifacts
 

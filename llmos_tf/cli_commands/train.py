@@ -76,13 +76,11 @@ def train_summary_rows(result) -> list[tuple[str, Any]]:
         ("train / validation", f"{data.get('train_examples', '?')} / {data.get('validation_examples', '?')}"),
         ("epochs run (best)", f"{result.info.get('epochs_run')} ({result.info.get('best_epoch')})"),
     ]
-    if result.info.get("task") == "ner":
-        rows += [(f"val {k.replace('_', ' ')}", _fmt(val[k])) for k in ("entity_precision", "entity_recall", "entity_f1", "token_accuracy") if k in val]
-    else:
-        if "score" in val:  # multitask: mean of the heads' main metrics
-            rows.append(("val score", _fmt(val["score"])))
-        if "accuracy" in val:
-            rows += [("val accuracy", _fmt(val["accuracy"])), ("val macro-F1", _fmt(val["macro_f1"]))]
+    from llmos_tf.tasks import task_class  # TensorFlow is loaded: the run's task says what its headline figures are
+
+    task = task_class(result.info.get("task", "classification"), every=True)
+    rows += [(f"val {name}", _fmt(val[k])) for k, name in task.summary_metrics if k != "examples" and k in val]
+    if task.has_heads:
         for head, m in val.get("heads", {}).items():
             if "entity_f1" in m:
                 rows.append((f"val entity F1 [{head}]", _fmt(m["entity_f1"])))

@@ -6,39 +6,28 @@ by renaming a finished folder into ``<model_base_path>/<name>/<version>``.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
-import textwrap
+
+from llmos_tf.cli_common import add_command, add_publish_flags, positive_int as _positive_int
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _add_publish_flags(p, what: str, example: str) -> None:
-    p.add_argument("--name", required=True, help=f"model name under the base path, e.g. {example}")
-    p.add_argument("--model_base_path", required=True, metavar="DIR", help=f"TF Serving model base path the {what} is published to, e.g. saved_models")
+def _add_publish_flags(p, what: str, example: str, unpublished: str | None = None) -> None:
+    add_publish_flags(p, what, name_example=example, unpublished=unpublished)
     p.add_argument("--version", type=_positive_int, help="version number to publish as (default: the next free one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --version")
 
 
 def add_compose_parsers(sub) -> None:
     """Register ``ensemble``, ``encode`` and ``index`` on the ``llmos`` subcommand parser."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "ensemble",
         help="serve several published classifiers as one model (weighted average or stacking, in one graph)",
         description="Combine published classifier versions into one SavedModel version whose serving_default runs "
         "every member (each with its own tokenizer) in one graph and combines their probabilities: a weighted "
         "average, or a logistic regression fitted on a validation file (--fit stacking). TF Serving has no "
         "serving-side ensembling; this is the one-graph way its maintainers advise. Members must share labels.",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos ensemble --member saved_models/sst2_bert@compressed --member saved_models/sst2_bilstm_distilled/1 \\
                   --name sst2_ensemble --model_base_path saved_models
@@ -51,8 +40,7 @@ def add_compose_parsers(sub) -> None:
             or saved_models/<name> (its highest version). The model card (assets/llmos.json) lists the members, their
             weights and their own metrics. With --validation the card also holds each member's and the ensemble's
             accuracy on that file (stacking: fitted on it, so that score is in-sample).
-            """
-        ),
+            """,
     )
     p.add_argument("--member", action="append", required=True, metavar="MODEL", help="a published classifier version (repeat, 2 or more)")
     p.add_argument("--weights", nargs="+", type=float, metavar="W", help="one non-negative weight per --member, normalised to sum to 1 (default: equal)")
@@ -64,7 +52,8 @@ def add_compose_parsers(sub) -> None:
     _add_publish_flags(p, "ensemble", "sst2_ensemble")
     p.set_defaults(func=_cmd_ensemble)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "encode",
         help="sentence embeddings: write a file's vectors to Parquet, or publish a pretrained encoder",
         description="Encode texts into L2-normalised mean-pooled sentence vectors (cosine similarity = dot product) "
@@ -72,30 +61,26 @@ def add_compose_parsers(sub) -> None:
         "sentence-embedding model, useful without fine-tuning). With FILE and --out, writes Parquet (id, line, text, "
         "embedding) -- the input of a vector database or a ScaNN/FAISS index. With --model_base_path and --name, "
         "publishes the pretrained encoder as a SavedModel version whose `encode` signature takes raw text.",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos encode --model minilm-l6 faq.csv --text_column question --out faq_vectors.parquet
               llmos encode --model saved_models/banking77_bert/2 requests.jsonl --out vectors.parquet
               llmos encode --model minilm-l6 --model_base_path saved_models --name minilm
             read the vectors back: numpy.stack(pandas.read_parquet("vectors.parquet")["embedding"])
-            """
-        ),
+            """,
     )
     p.add_argument("file", nargs="?", metavar="FILE", help="csv, tsv, jsonl or parquet file of texts to encode")
     p.add_argument("--model", required=True, help="an encoder (minilm-l6, a checkpoint folder) or a published version with an `encode` signature")
     p.add_argument("--out", metavar="PARQUET", help="where FILE's vectors go (a .parquet file)")
     p.add_argument("--text_column", metavar="NAME", help="column of FILE holding the texts (default: text or sentence)")
     p.add_argument("--batch_size", type=_positive_int, default=64, help="texts per encoder call")
-    p.add_argument("--name", help="publish the encoder under this model name (needs --model_base_path)")
-    p.add_argument("--model_base_path", metavar="DIR", help="TF Serving model base path to publish the encoder to")
+    _add_publish_flags(p, "encoder", "minilm", unpublished="FILE's vectors go to --out")
     p.add_argument("--max_length", type=_positive_int, default=128, help="tokens per text in the published encoder")
     p.add_argument("--weights", choices=("float32", "int8"), default="float32", help="weight storage of the published encoder (int8: 4x smaller)")
-    p.add_argument("--version", type=_positive_int, help="version number to publish as (default: the next free one)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --version")
     p.set_defaults(func=_cmd_encode)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "index",
         help="semantic search as a model: a SavedModel whose `search` signature returns a corpus's k nearest rows",
         description="Encode a corpus and publish a search index as a SavedModel version. Its `search` signature takes "
@@ -103,8 +88,7 @@ def add_compose_parsers(sub) -> None:
         "`payloads` with --payload_column) of the k most similar rows: exact brute force (matmul + tf.math.top_k over "
         "a float32 or int8 matrix held in the model), no custom ops, so the stock tensorflow_model_server serves it. "
         "Served and hot-reloaded like any model: a new version replaces the old one under load.",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos index --model minilm-l6 --corpus faq.csv --text_column question --payload_column answer \\
                   --name faq --model_base_path saved_models
@@ -114,8 +98,7 @@ def add_compose_parsers(sub) -> None:
                   localhost:8501/v1/models/faq:predict
             k < 1, k larger than the corpus or an empty query: INVALID_ARGUMENT (HTTP 400). For millions of rows use an
             approximate index (ScaNN, FAISS) fed by `llmos encode ... --out vectors.parquet`: see docs/compose.md.
-            """
-        ),
+            """,
     )
     p.add_argument("--model", required=True, help="an encoder (minilm-l6, a checkpoint folder) or a published version with an `encode` signature")
     p.add_argument("--corpus", required=True, metavar="FILE", help="csv, tsv, jsonl or parquet file of the texts to search")

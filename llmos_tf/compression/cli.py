@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
+
+from llmos_tf.cli_common import add_command, add_publish_flags, positive_int as _positive_int
 
 
 def _fraction(text: str) -> float:
@@ -38,18 +39,9 @@ def _layer_list(text: str) -> tuple[int, ...]:
     return layers
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
 def add_compress_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "compress",
         help="prune and quantize a trained run (TF-MOT, TFLite); publish the variants that keep the metric as versions",
         description="Build compressed variants of a finished run (TF-MOT magnitude pruning while fine-tuning, TFLite "
@@ -58,8 +50,7 @@ def add_compress_parser(sub) -> None:
         "at batch 1, throughput at batch 32) and, with --model_base_path, publish those within --max_drop of the "
         "dense model as new versions of <model_base_path>/<name>/ with version labels. Without --model_base_path "
         "nothing is published: the variants stay staged in <report_dir>/variants/.",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos compress --run runs/sample_bilstm --prune --target_sparsity 0.8 --report
                   (measures only: the variants stay staged in runs/sample_bilstm/compression/variants/)
@@ -94,9 +85,7 @@ def add_compress_parser(sub) -> None:
             ...) and the chosen one also 'compressed'; they are written to <model_base_path>/models.config, so:
               llmos serve --model_config_file saved_models/models.config
             and clients ask for version_label "compressed" (or no version at all).
-            """
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+            """,
     )
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="finished run folder (classifier or NER tagger)")
     p.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True, help="magnitude pruning with fine-tuning (default: on)")
@@ -124,10 +113,7 @@ def add_compress_parser(sub) -> None:
     s.add_argument("--prune_ffn", type=_fraction, metavar="F", help="remove this fraction of feed-forward neurons (lowest importance first), then fine-tune")
     s.add_argument("--importance_batches", type=_positive_int, default=32,
                    help="training batches over which head / neuron importance is accumulated (default 32)")
-    p.add_argument("--model_base_path", default=None,
-                   help="TF Serving model base path to publish to, e.g. saved_models (default: none, nothing is published; "
-                   "the variants stay staged in <report_dir>/variants/)")
-    p.add_argument("--name", help="model name under the base path (default: the run's name)")
+    add_publish_flags(p, "variants", name_default="the run's name", unpublished="the variants stay staged in <report_dir>/variants/")
     p.add_argument("--publish", choices=("all", "compressed", "none"), default="all",
                    help="which variants within --max_drop become versions under --model_base_path: all (default; the one "
                    "labelled compressed last, so it is the highest version), compressed (only that one), none")
@@ -180,7 +166,8 @@ def _cmd_compress(args) -> int:
 
 
 def add_distill_parser(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "distill",
         help="distil a teacher (e.g. a BERT run) into a student (e.g. a BiLSTM config)",
         description="Knowledge distillation as in Tang et al. 2019: the teacher labels the student's training texts "
@@ -188,8 +175,7 @@ def add_distill_parser(sub) -> None:
         "alpha * cross-entropy on the gold labels + (1 - alpha) * the distillation loss (KL on temperature-softened "
         "outputs, times T^2, or MSE between centred logits). The result is a normal run folder under the student "
         "config's output_dir; nothing is written to a model base path (publish it with llmos export --model_base_path).",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos distill --teacher runs/sst2_bert --student configs/sst2_bilstm.yaml --set name=sst2_distilled
               llmos distill --teacher exports/sst2_bert/1 --student configs/sst2_bilstm.yaml --loss mse --alpha 0 --augment 2
@@ -197,9 +183,7 @@ def add_distill_parser(sub) -> None:
             then, as for any run (distill itself publishes nothing; export does, where you point it):
               llmos evaluate --model runs/sst2_distilled --data ../shared/data/sst2/dev.tsv
               llmos export --run runs/sst2_distilled --model_base_path saved_models --name sst2_bilstm_distilled --label distilled
-            """
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+            """,
     )
     p.add_argument("--teacher", required=True, metavar="RUN_OR_MODEL", help="a finished classifier run folder or an exported version folder")
     p.add_argument("--student", required=True, metavar="CONFIG", help="YAML config of the student (usually a BiLSTM; its data files are the transfer set)")

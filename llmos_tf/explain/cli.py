@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
+
+from llmos_tf.cli_common import add_command
 
 
 def add_explain_parsers(sub) -> None:
@@ -13,7 +14,8 @@ def add_explain_parsers(sub) -> None:
 
 
 def _add_explain(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "explain",
         help="which words decided a classifier's answer or a tagger's entities (integrated gradients; occlusion over gRPC)",
         description="Score each word of each text for the predicted class (or --label): integrated gradients over the "
@@ -22,16 +24,14 @@ def _add_explain(sub) -> None:
         "Scores sum to p(class | text) - p(class | baseline); positive words support the class. For an NER tagger (run or "
         "export), every predicted entity gets each word's integrated gradients of the sum of its words' tag log-probabilities "
         "(B-/I- tags; for a CRF the emission scores of the decoded path).",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos explain --model runs/sample_bilstm "a wonderful, moving film"
               llmos explain --model runs/sample_bilstm --label negative "a wonderful, moving film" --json
               llmos explain --model saved_models/sst2/3 "not bad at all"
               llmos explain --model runs/sample_ner "Anna Berg flew to Oslo ."          # per entity (NER run or export)
               llmos explain --server 127.0.0.1:8500 --model sst2 "not bad at all"     # occlusion, any served classifier
-            """
-        ),
+            """,
     )
     p.add_argument("texts", nargs="+", metavar="TEXT", help="texts to explain")
     p.add_argument("--model", required=True, metavar="RUN_OR_VERSION",
@@ -113,7 +113,8 @@ def _explain_tagger(args, ref) -> int:
 
 
 def _add_calibrate(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "calibrate",
         help="temperature scaling: fit T on the validation logits, fold it into the run (exports serve calibrated probabilities)",
         description="Fit one temperature T on the run's validation split (or --data) by minimising the negative log-likelihood "
@@ -121,14 +122,12 @@ def _add_calibrate(sub) -> None:
         "(kernel / T, bias / T) of model.keras, so every later `llmos export` serves calibrated probabilities and accuracy "
         "is unchanged; the model as trained stays in model.uncalibrated.keras, and run.json (and so the model card) records "
         "T and the expected calibration error (15 bins) before and after. A reliability diagram goes to <run>/calibration.png.",
-        epilog=textwrap.dedent(
-            """\
+        examples="""\
             examples:
               llmos calibrate --run runs/sst2_bert
               llmos calibrate --run runs/banking77_bert --data data/banking77_holdout.csv --json
               llmos export --run runs/sst2_bert --model_base_path saved_models --name sst2   # serves calibrated probabilities
-            """
-        ),
+            """,
     )
     p.add_argument("--run", required=True, metavar="RUN", help="a finished sentence-classification run folder")
     p.add_argument("--data", metavar="FILE", help="labelled file to fit on instead of the run's validation split (its config's columns)")

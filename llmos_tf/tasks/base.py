@@ -60,6 +60,10 @@ class Task(abc.ABC):
     * ``multi_worker`` – None when multi-worker training works, else the reason it is refused;
     * ``resumable`` – whether an unfinished folder with the same config resumes from ``backup/``;
     * ``write_graph`` – whether TensorBoard gets the model graph;
+    * ``summary_metrics`` – ``(metric key, display name)`` headline figures of an evaluation (``llmos train``'s
+      table, ``Evaluation.summary``);
+    * ``data_format`` – what ``evaluate(path)`` reads: ``table`` (csv, tsv, ...), ``conll`` or ``text``;
+    * ``has_heads`` – whether ``predict``/``evaluate`` take a ``head`` (multitask);
     * ``from_config`` – whether a run config's ``task:`` may name it (pretraining is built from
       ``llmos pretrain``'s flags instead; :func:`registered` lists only the config tasks).
     """
@@ -71,6 +75,9 @@ class Task(abc.ABC):
     resumable: ClassVar[bool] = True
     write_graph: ClassVar[bool] = True
     from_config: ClassVar[bool] = True
+    summary_metrics: ClassVar[tuple[tuple[str, str], ...]] = (("examples", "examples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+    data_format: ClassVar[str] = "table"
+    has_heads: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -159,6 +166,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def run_info(self, data, metrics: dict[str, Any], inputs: TaskInputs) -> dict[str, Any]:
         """The task's part of ``run.json`` (``labels``, ``data``, ``metrics`` and any extras), in file order."""
+
+    @classmethod
+    def per_class_frame(cls, metrics: dict[str, Any]) -> Any:
+        """Precision, recall, F1 and support per label of an evaluation's ``metrics`` (a DataFrame)."""
+        from llmos_tf.training.evaluation import per_class_frame
+
+        return per_class_frame(metrics)
 
     # -- inference and export ----------------------------------------------------
     @classmethod

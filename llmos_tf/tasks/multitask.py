@@ -62,6 +62,8 @@ class MultitaskTask(Task):
     """One shared BERT encoder with a head per ``heads:`` entry (see the module docstring)."""
 
     name = MULTITASK
+    has_heads = True
+    summary_metrics = (("score", "score"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"))  # score: mean of the heads' main metrics; each head evaluates as its own task
     multi_worker = "multi-worker training is implemented for classification runs (each head validates on every worker)"
 
     def check(self) -> None:
@@ -240,7 +242,7 @@ class TrainedMultitask:
         """Classification: ``text, label, probability``; NER: ``text, tokens, tags, entities``."""
         head = self._head(head)
         if self.tasks[head] == NER:
-            from llmos_tf.training.conlleval import entity_spans
+            from llmos_tf.metrics.conlleval import entity_spans
 
             from llmos_tf.text.alignment import split_words
 

@@ -116,6 +116,8 @@ class PretrainingTask(Task):
 
     name = "pretraining"
     from_config = False
+    summary_metrics = (("mlm_loss", "MLM loss"),)
+    data_format = "text"
     hparam_metrics = (("epoch_loss", "train MLM loss"),)
     multi_worker = ("the encoder folder is exported by the process that trains, and `llmos pretrain` has no worker roles; "
                     "multi-worker training is implemented for classification runs")

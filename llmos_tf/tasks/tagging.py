@@ -53,7 +53,7 @@ from llmos_tf.tasks.tagging_data import (
 )
 from llmos_tf.text.alignment import IGNORE_LABEL, split_words
 from llmos_tf.training import artifacts
-from llmos_tf.training.conlleval import conlleval, entity_spans
+from llmos_tf.metrics.conlleval import conlleval, entity_spans
 
 NER_TASK = "ner"
 # what an NER run logs per epoch (training.monitor must be one of them)
@@ -165,6 +165,9 @@ class TaggingTask(Task):
     """Token classification with the ``model.architecture`` tagger (see the module docstring)."""
 
     name = NER_TASK
+    summary_metrics = (("examples", "examples"), ("entity_precision", "entity precision"), ("entity_recall", "entity recall"),
+                       ("entity_f1", "entity F1"), ("token_accuracy", "token accuracy"))
+    data_format = "conll"
     hparam_metrics = (("epoch_entity_f1", "val entity-F1"), ("epoch_token_accuracy", "val token accuracy"), ("epoch_loss", "val loss"))
     multi_worker = "multi-worker training is implemented for classification runs (the entity-F1 validation tags on every worker)"
 
@@ -241,6 +244,13 @@ class TaggingTask(Task):
             "metrics": {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in metrics.items()},
             "max_length": self.max_length,
         }
+
+    @classmethod
+    def per_class_frame(cls, metrics: dict[str, Any]) -> Any:
+        """Per entity type, as conlleval reports it."""
+        from llmos_tf.metrics.conlleval import per_type_frame
+
+        return per_type_frame(metrics)
 
     @classmethod
     def load(cls, run_dir: str | pathlib.Path) -> "TrainedTagger":
@@ -339,10 +349,10 @@ class TrainedTagger:
             return []
         return self.predictor.predict_tags(self.split(sentences), self.labels.names)
 
-    def predict(self, sentences: Sequence[str]) -> pd.DataFrame:
-        """One row per sentence: ``text``, ``tokens``, ``tags`` and ``entities``
+    def predict(self, texts: Sequence[str]) -> pd.DataFrame:
+        """One row per text (a sentence of whitespace tokens): ``text``, ``tokens``, ``tags`` and ``entities``
         (``[{type, text, start, end}]``, token offsets, ``end`` exclusive)."""
-        sentences = [str(s) for s in sentences]
+        sentences = [str(s) for s in texts]
         words = [[w.decode("utf-8") for w in row] for row in self.split(sentences).to_list()] if sentences else []
         tags = self.predictor.predict_tags(words, self.labels.names) if sentences else []
         entities = [

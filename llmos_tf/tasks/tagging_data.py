@@ -33,7 +33,7 @@ from llmos_tf.data.labels import LabelMap
 from llmos_tf.data.pipeline import AUTOTUNE, TOKENIZE_CHUNK, BatchingPlan
 from llmos_tf.errors import ConfigError
 from llmos_tf.text.alignment import IGNORE_LABEL, encode_words, word_predictions_from_subwords
-from llmos_tf.training.conlleval import conlleval
+from llmos_tf.metrics.conlleval import conlleval
 
 
 @dataclass

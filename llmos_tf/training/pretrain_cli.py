@@ -1,7 +1,6 @@
 """``llmos pretrain``: masked-language-model pretraining of a BERT encoder on plain text."""
 from __future__ import annotations
 
-import argparse
 import textwrap
 
 EPILOG = textwrap.dedent(
@@ -20,17 +19,17 @@ EPILOG = textwrap.dedent(
 
 def add_pretrain_parser(sub) -> None:
     """Add the ``pretrain`` subcommand to an argparse subparsers object."""
-    from llmos_tf.cli_common import STRATEGIES
+    from llmos_tf.cli_common import STRATEGIES, add_command
     from llmos_tf.training.pretrain_config import PretrainConfig
 
     d = PretrainConfig()
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "pretrain",
         help="pretrain a BERT encoder with masked language modelling on text files",
         description="Pretrain (or continue pretraining) a BERT encoder with masked language modelling "
         "on plain-text files and write an encoder folder usable as `model.encoder` in `llmos train`.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EPILOG,
     )
     p.add_argument("--corpus", nargs="+", required=True, metavar="FILE", help="text files, one passage per line")
     p.add_argument("--output", required=True, metavar="DIR", help="encoder folder to write (replaced if it is one)")
