@@ -56,6 +56,7 @@ from typing import Any, Callable, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+SERVER_CODE = REPO  # where the subprocess server imports llmos_tf from (--server_code: an older checkout, for an A/B)
 
 import numpy as np  # noqa: E402
 
@@ -266,7 +267,7 @@ class ServerUnderTest:
             self.rest_url = f"http://127.0.0.1:{self.server.rest_port}" if self.rest else ""
             return self
         cmd = [sys.executable, "-m", "llmos_tf.serving", "--port", "0", "--rest_api_port", str(rest_port), *self.flags]
-        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONPATH=str(SERVER_CODE) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
         self.log_path = self.log_dir / f"server-{len(list(self.log_dir.glob('server-*.log')))}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
@@ -732,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve the version's model.tflite; 'both' runs SavedModel and TFLite rows (default false)")
     parser.add_argument("--server", choices=["subprocess", "in-process"], default="subprocess",
                         help="run the server as `python -m llmos_tf.serving` (default; does not share the GIL with the clients) or as ModelServer in this process")
+    parser.add_argument("--server_code", metavar="DIR",
+                        help="import the subprocess server's llmos_tf from DIR (e.g. `git archive HEAD~1 llmos_tf | tar -x -C DIR`), "
+                             "to compare two versions of llmos serve on the same machine state (default: this checkout)")
     parser.add_argument("--ort_threads", type=int, default=2, help="onnxruntime intra_op_num_threads (default 2)")
     parser.add_argument("--cache_dir", default=os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "llmos_tf", "bench"),
                         help="where the converted ONNX models are kept (default ~/.cache/llmos_tf/bench)")
@@ -742,6 +746,10 @@ def main(argv: list[str] | None = None) -> int:
         args.modes = [m for m in args.modes if m not in ("keras-hub", "onnxruntime")]
         args.no_theory = True
     command = shlex.join(["python", "benchmarks/serving.py", *(sys.argv[1:] if argv is None else argv)])
+    global SERVER_CODE
+    SERVER_CODE = pathlib.Path(args.server_code).resolve() if args.server_code else REPO
+    if not (SERVER_CODE / "llmos_tf" / "serving" / "__main__.py").is_file():
+        parser.error(f"--server_code: {SERVER_CODE} has no llmos_tf/serving/__main__.py")
 
     from llmos_tf._tf import tf  # noqa: F401  (tf_keras first, before keras-hub brings Keras 3)
 

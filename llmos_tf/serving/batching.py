@@ -132,18 +132,26 @@ class BatchScheduler:
 
     def submit(self, key: Key, run: RunFn, inputs: Mapping[str, np.ndarray], rows: int, timeout: float | None = None) -> dict[str, np.ndarray]:
         """Enqueue one request and block until its slice of the batch result is ready."""
+        future = self.submit_nowait(key, run, inputs, rows)
+        if future is None:  # draining: workers may be gone; a request that got this far still gets its answer
+            return run(inputs)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()  # still queued: it is dropped, not run
+            raise deadline_exceeded(key, timeout) from None
+
+    def submit_nowait(self, key: Key, run: RunFn, inputs: Mapping[str, np.ndarray], rows: int) -> Future | None:
+        """Enqueue one request without waiting: a future of its slice of the batch result, or ``None`` when
+        the scheduler is draining (the caller runs the request itself). The asyncio gRPC front end awaits
+        the future, so no thread sits blocked per request. A future cancelled while queued is dropped."""
         task = _Task(inputs, rows, Future(), time.monotonic())
         limit = self.params.max_enqueued_batches * self.params.max_batch_size
         with self._cond:
-            closing = self._closing
-            if not closing:
-                self._enqueue(key, run, task, rows, limit)
-        if closing:  # draining: workers may be gone; a request that got this far still gets its answer
-            return run(inputs)
-        try:
-            return task.future.result(timeout=timeout)
-        except FutureTimeout:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request to {key[0]} timed out after {timeout:.3f}s in the batching queue") from None
+            if self._closing:
+                return None
+            self._enqueue(key, run, task, rows, limit)
+        return task.future
 
     def _enqueue(self, key: Key, run: RunFn, task: "_Task", rows: int, limit: int) -> "_Queue":
         """Add a task to its queue (caller holds the lock); RESOURCE_EXHAUSTED when the queue is full."""
@@ -183,7 +191,8 @@ class BatchScheduler:
             rows += task.rows
             batch.append(task)
         queue.rows -= rows
-        return queue, batch
+        # a request whose client gave up (its future cancelled) is not run; the others can no longer be cancelled
+        return queue, [task for task in batch if task.future.set_running_or_notify_cancel()]
 
     def _work(self) -> None:
         while True:
@@ -196,7 +205,8 @@ class BatchScheduler:
                     if self._closing:
                         return
                     self._cond.wait(timeout=wait)
-            self._run(key, queue.run, batch)
+            if batch:
+                self._run(key, queue.run, batch)
 
     def _run(self, key: Key, run: RunFn, batch: list[_Task]) -> None:
         started = time.monotonic()
@@ -232,3 +242,8 @@ class BatchScheduler:
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def deadline_exceeded(key: Key, timeout: float | None) -> ServingError:
+    """DEADLINE_EXCEEDED for a request that waited its whole deadline in a batching queue."""
+    return ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request to {key[0]} timed out after {timeout or 0:.3f}s in the batching queue")

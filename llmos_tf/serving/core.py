@@ -6,7 +6,10 @@ cannot drift apart (same errors, same metrics, same batching).
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
@@ -14,7 +17,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from llmos_tf._tf import tf
-from llmos_tf.serving.batching import BatchScheduler
+from llmos_tf.serving.batching import BatchScheduler, deadline_exceeded
 from llmos_tf.serving.errors import ServingError, failed_precondition, invalid_argument
 from llmos_tf.serving.metrics import Metrics
 from llmos_tf.serving.registry import ModelRegistry
@@ -94,14 +97,9 @@ class PredictionCore:
                 return Result(model, servable.version, outputs)
 
     def run(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray], api: str, timeout: float | None = None) -> dict[str, np.ndarray]:
-        rows = servable.validate(signature, inputs)
-        if self.max_instances and rows > self.max_instances:
-            raise invalid_argument(f"request has {rows} instances; this server accepts at most {self.max_instances} (--max_instances_per_request)")
+        rows = self._admit(servable, signature, inputs)
         started = time.monotonic()
-
-        def call(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return servable.run(signature, feeds)
-
+        call = functools.partial(servable.run, signature)
         try:
             if self.scheduler is not None:
                 return self.scheduler.submit((servable.name, servable.version, signature), call, inputs, rows, timeout=timeout)
@@ -109,13 +107,54 @@ class PredictionCore:
         except ServingError:
             raise
         except Exception as err:  # TensorFlow rejected the inputs at run time
-            if isinstance(err, (tf.errors.InvalidArgumentError, ValueError, TypeError)):
-                raise invalid_argument(f"{servable.name} version {servable.version}: {tf_error_summary(err)}; expected inputs: {servable.expected(signature)}") from None
-            raise
+            raise _runtime_error(err, servable, signature) from None
         finally:
-            self.metrics.runtime_latency.observe(
-                (time.monotonic() - started) * 1e6, model_name=servable.name, version=str(servable.version), API=api, runtime="TF"
-            )
+            self._observe_runtime(servable, api, started)
+
+    async def predict_async(self, model: str, inputs: Mapping[str, np.ndarray], *, version: int | None = None, label: str | None = None,
+                            signature: str = "", timeout: float | None = None, executor: Executor | None = None) -> Result:
+        """:meth:`predict` for the asyncio gRPC front end: same checks, errors and metrics, but a batched
+        request waits as an awaited future (no thread blocked per request); unbatched calls run on ``executor``."""
+        loop = asyncio.get_running_loop()
+        if self.scheduler is None:
+            call = functools.partial(self.predict, model, inputs, version=version, label=label, signature=signature, timeout=timeout)
+            return await loop.run_in_executor(executor, call)
+        with self.measured(model, "predict", "GRPC") as info:
+            with self.registry.acquire(model, version, label) as servable:
+                info["version"] = servable.version
+                signature = signature or DEFAULT_SIGNATURE
+                rows = self._admit(servable, signature, inputs)
+                started = time.monotonic()
+                key = (servable.name, servable.version, signature)
+                call = functools.partial(servable.run, signature)
+                try:
+                    future = self.scheduler.submit_nowait(key, call, inputs, rows)
+                    if future is None:  # draining
+                        outputs = await loop.run_in_executor(executor, call, inputs)
+                    else:
+                        try:
+                            outputs = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+                        except asyncio.TimeoutError:
+                            raise deadline_exceeded(key, timeout) from None
+                except ServingError:
+                    raise
+                except Exception as err:
+                    raise _runtime_error(err, servable, signature) from None
+                finally:
+                    self._observe_runtime(servable, "predict", started)
+                return Result(model, servable.version, outputs)
+
+    def _admit(self, servable: Servable, signature: str, inputs: Mapping[str, np.ndarray]) -> int:
+        """Validate the inputs against the signature and the instance limit; the batch size."""
+        rows = servable.validate(signature, inputs)
+        if self.max_instances and rows > self.max_instances:
+            raise invalid_argument(f"request has {rows} instances; this server accepts at most {self.max_instances} (--max_instances_per_request)")
+        return rows
+
+    def _observe_runtime(self, servable: Servable, api: str, started: float) -> None:
+        self.metrics.runtime_latency.observe(
+            (time.monotonic() - started) * 1e6, model_name=servable.name, version=str(servable.version), API=api, runtime="TF"
+        )
 
     def classify(
         self,
@@ -163,6 +202,13 @@ class PredictionCore:
                     f"signature {name!r} of {model} is not a classification signature (needs input 'inputs' -> outputs "
                     f"'classes'/'scores', or input 'text' -> output 'probabilities')"
                 )
+
+
+def _runtime_error(err: Exception, servable: Servable, signature: str) -> Exception:
+    """INVALID_ARGUMENT for inputs TensorFlow rejected at run time; other errors unchanged."""
+    if isinstance(err, (tf.errors.InvalidArgumentError, ValueError, TypeError)):
+        return invalid_argument(f"{servable.name} version {servable.version}: {tf_error_summary(err)}; expected inputs: {servable.expected(signature)}")
+    return err
 
 
 def _is_example_classifier(servable: Servable, name: str) -> bool:

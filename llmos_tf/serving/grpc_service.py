@@ -2,8 +2,9 @@
 
 Uses the official generated servicers from ``tensorflow-serving-api``, so any
 TF Serving client (the Python stubs, Java/Go clients, ``grpcurl`` with the
-protos) talks to ``llmos serve`` unchanged. Tensors travel as TensorProto via
-``tf.make_ndarray`` / ``tf.make_tensor_proto``. Every failure is a canonical
+protos) talks to ``llmos serve`` unchanged. Tensors travel as TensorProto (read and
+built directly for strings and plain numbers, else via ``tf.make_ndarray`` / ``tf.make_tensor_proto``).
+``llmos_tf.serving.grpc_aio`` serves these servicers from an asyncio gRPC server. Every failure is a canonical
 gRPC status (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...) with a
 message that says what was expected.
 """
@@ -25,6 +26,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from llmos_tf._tf import tf
 from llmos_tf.errors import LlmosError
@@ -73,10 +76,57 @@ def tensor_inputs(inputs) -> dict[str, np.ndarray]:
     arrays = {}
     for name, proto in inputs.items():
         try:
-            arrays[name] = tf.make_ndarray(proto)
+            arrays[name] = to_ndarray(proto)
         except Exception as err:
             raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}") from None
     return arrays
+
+
+# TensorProto <-> NumPy for the common cases without tf.make_ndarray / tf.make_tensor_proto, which cost
+# about 0.1 ms each (they were a visible share of a single-sentence Predict); the answers are identical.
+_FAST_DTYPES = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.int64): types_pb2.DT_INT64, np.dtype(np.int32): types_pb2.DT_INT32}
+
+
+def to_ndarray(proto) -> np.ndarray:
+    """``tf.make_ndarray(proto)``; strings given one value per element are read from ``string_val`` directly."""
+    if proto.dtype == types_pb2.DT_STRING and not proto.tensor_shape.unknown_rank:
+        shape = [d.size for d in proto.tensor_shape.dim]
+        values = proto.string_val
+        if all(d >= 0 for d in shape) and len(values) == int(np.prod(shape)):
+            array = np.empty(len(values), dtype=object)
+            array[:] = list(values)
+            return array.reshape(shape)
+    return tf.make_ndarray(proto)
+
+
+def to_tensor_proto(value) -> tensor_pb2.TensorProto:
+    """``tf.make_tensor_proto(value)`` for float32 / int64 / int32 arrays and arrays of bytes, built directly."""
+    array = np.asarray(value)
+    dtype = _FAST_DTYPES.get(array.dtype)
+    if dtype is None and not (array.dtype.kind == "O" and all(isinstance(v, bytes) for v in array.flat)):
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype if dtype is not None else types_pb2.DT_STRING)
+    proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
+    if dtype is None:
+        proto.string_val.extend(array.reshape(-1).tolist())
+    else:
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    return proto
+
+
+def predict_response(request, result, name: str, signature: str) -> predict_pb2.PredictResponse:
+    """The PredictResponse for ``result``, restricted to ``request.output_filter``."""
+    wanted = list(request.output_filter) or list(result.outputs)
+    unknown = [k for k in wanted if k not in result.outputs]
+    if unknown:
+        raise invalid_argument(f"output_filter names unknown outputs {unknown}; outputs: {sorted(result.outputs)}")
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = name
+    response.model_spec.version.value = result.version
+    response.model_spec.signature_name = signature or DEFAULT_SIGNATURE
+    for key in wanted:
+        response.outputs[key].CopyFrom(to_tensor_proto(result.outputs[key]))
+    return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -90,17 +140,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         name, version, label, signature = model_spec_fields(request.model_spec)
         inputs = tensor_inputs(request.inputs)
         result = self.core.predict(name, inputs, version=version, label=label, signature=signature, timeout=_timeout(context))
-        wanted = list(request.output_filter) or list(result.outputs)
-        unknown = [k for k in wanted if k not in result.outputs]
-        if unknown:
-            raise invalid_argument(f"output_filter names unknown outputs {unknown}; outputs: {sorted(result.outputs)}")
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = name
-        response.model_spec.version.value = result.version
-        response.model_spec.signature_name = signature or DEFAULT_SIGNATURE
-        for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(result.outputs[key]))
-        return response
+        return predict_response(request, result, name, signature)
 
     @_handle_errors
     def Classify(self, request, context):

@@ -17,17 +17,14 @@ import logging
 import pathlib
 import re
 import threading
-from concurrent import futures
 from dataclasses import dataclass
-
-import grpc
 
 from llmos_tf.errors import ConfigError
 from llmos_tf.serving import model_config
-from llmos_tf.serving.auth import BearerTokenInterceptor, read_token
+from llmos_tf.serving.auth import read_token
 from llmos_tf.serving.batching import BatchingParameters, BatchScheduler
 from llmos_tf.serving.core import PredictionCore
-from llmos_tf.serving.grpc_service import add_services
+from llmos_tf.serving.grpc_aio import AioGrpcListener
 from llmos_tf.serving.metrics import Metrics
 from llmos_tf.serving.registry import ModelRegistry
 from llmos_tf.serving.rest import RestOptions, RestServer
@@ -124,7 +121,7 @@ class ModelServer:
         self.registry = ModelRegistry(models, discover_root=root, warmup=warm_up if opts.enable_model_warmup else None, on_load=on_load,
                                       prefer_tflite_model=opts.prefer_tflite_model)
         self.core = PredictionCore(self.registry, self.metrics, self.scheduler, opts.max_instances_per_request)
-        self.grpc_server: grpc.Server | None = None
+        self.grpc_server: AioGrpcListener | None = None
         self.rest_server: RestServer | None = None
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
@@ -135,22 +132,16 @@ class ModelServer:
         self.registry.sync(strict_labels=True)
         self.registry.start_polling(opts.file_system_poll_wait_seconds)
         limit = opts.max_request_bytes if opts.max_request_bytes > 0 else -1
-        self.grpc_server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=opts.grpc_max_threads, thread_name_prefix="llmos-grpc"),
-            interceptors=[BearerTokenInterceptor(self.token)] if self.token else None,
-            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)],
-        )
-        add_services(self.grpc_server, self.core)
-        self.grpc_port = self.grpc_server.add_insecure_port(f"{opts.host}:{opts.port}")
-        if self.grpc_port == 0:
-            raise ConfigError(f"--port: cannot listen on {opts.host}:{opts.port} (in use?)")
-        self.grpc_server.start()
+        self.grpc_server = AioGrpcListener(self.core, f"{opts.host}:{opts.port}", max_threads=opts.grpc_max_threads,
+                                           token=self.token, max_request_bytes=limit)
+        self.grpc_port = self.grpc_server.start()
         if opts.rest_api_port is not None:  # None = off (the CLI maps --rest_api_port 0 to None); 0 = any free port
             rest_options = RestOptions(self.token, opts.max_request_bytes, opts.rest_api_timeout_in_ms, self.metrics_path)
             try:
                 self.rest_server = RestServer((opts.host, opts.rest_api_port), self.core, rest_options)
             except OSError as err:
-                self.grpc_server.stop(0)
+                self.grpc_server.stop(0).result(5)
+                self.grpc_server.close()
                 raise ConfigError(f"--rest_api_port: cannot listen on {opts.host}:{opts.rest_api_port}: {err}") from None
             self.rest_port = self.rest_server.server_address[1]
             threading.Thread(target=self.rest_server.serve_forever, kwargs={"poll_interval": 0.2}, name="llmos-rest", daemon=True).start()
@@ -167,7 +158,11 @@ class ModelServer:
         if self.rest_server is not None:
             self.rest_server.drain(timeout=grace)
         if grpc_done is not None:
-            grpc_done.wait(grace)
+            try:
+                grpc_done.result(grace + 1.0)
+            except Exception:  # grace ran out: the listener is closed below anyway
+                log.warning("gRPC drain did not finish within %.1fs", grace)
+            self.grpc_server.close()
         self.registry.stop()
         self._stopped.set()
 
