@@ -404,11 +404,13 @@ def served_rows(args: argparse.Namespace, target: Target, sentences: list[str], 
                      "--max_instances_per_request", "0", "--grpc_max_threads", str(max(args.concurrency) + 4)]
             if batching:
                 flags += ["--enable_batching", "--batching_parameters_file", str(batching_file)]
+            if args.tensorflow_intra_op_parallelism:
+                flags += ["--tensorflow_intra_op_parallelism", str(args.tensorflow_intra_op_parallelism)]
             if tflite:
                 flags += ["--prefer_tflite_model"]
             what = f"{'tflite' if tflite else 'SavedModel'}, batching {'on' if batching else 'off'}"
             batching_note = (f"batching {args.max_batch_size}/{args.batch_timeout_micros}us/{args.num_batch_threads} thr"
-                             if batching else "no batching")
+                             if batching else "no batching") + (f", intra-op {args.tensorflow_intra_op_parallelism}" if args.tensorflow_intra_op_parallelism else "")
             server = ServerUnderTest(flags, args.server, rest, workdir)
             commands.append(shlex.join(server.command()))
             log(f"starting server ({what}): {commands[-1]}")
@@ -733,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve the version's model.tflite; 'both' runs SavedModel and TFLite rows (default false)")
     parser.add_argument("--server", choices=["subprocess", "in-process"], default="subprocess",
                         help="run the server as `python -m llmos_tf.serving` (default; does not share the GIL with the clients) or as ModelServer in this process")
+    parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0, metavar="N",
+                        help="the served rows' server flag of that name (default 0: TensorFlow picks); in-process rows keep the default")
     parser.add_argument("--server_code", metavar="DIR",
                         help="import the subprocess server's llmos_tf from DIR (e.g. `git archive HEAD~1 llmos_tf | tar -x -C DIR`), "
                              "to compare two versions of llmos serve on the same machine state (default: this checkout)")

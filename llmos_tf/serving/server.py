@@ -56,6 +56,8 @@ class ServerOptions:
     max_instances_per_request: int = 4096
     grpc_max_threads: int = 32
     prefer_tflite_model: bool = False
+    tensorflow_intra_op_parallelism: int = 0  # 0 = TensorFlow's default (one thread per core)
+    tensorflow_inter_op_parallelism: int = 0
 
 
 def read_monitoring_config(path: str | None) -> str | None:
@@ -77,6 +79,27 @@ def read_monitoring_config(path: str | None) -> str | None:
     if not metrics_path.startswith("/"):
         raise ConfigError(f"{file}: prometheus_config.path must start with '/', got {metrics_path!r}")
     return metrics_path
+
+
+def set_tf_threads(intra_op: int, inter_op: int) -> None:
+    """TF Serving's ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism`` (0 = leave as is).
+
+    TensorFlow fixes its thread pools when its runtime starts, so this works in a fresh server process
+    (``llmos serve``); in a process that already ran TensorFlow ops it is refused with the reason."""
+    from llmos_tf._tf import tf
+
+    for value, current, setter, flag in (
+        (intra_op, tf.config.threading.get_intra_op_parallelism_threads, tf.config.threading.set_intra_op_parallelism_threads, "intra"),
+        (inter_op, tf.config.threading.get_inter_op_parallelism_threads, tf.config.threading.set_inter_op_parallelism_threads, "inter"),
+    ):
+        if value < 0:
+            raise ConfigError(f"--tensorflow_{flag}_op_parallelism: expected 0 or a positive number of threads, got {value}")
+        if value and value != current():
+            try:
+                setter(value)
+            except RuntimeError:
+                raise ConfigError(f"--tensorflow_{flag}_op_parallelism {value}: TensorFlow already started in this process with "
+                                  f"{current() or 'its default'} threads; set it when the server process starts") from None
 
 
 def resolve_models(options: ServerOptions) -> tuple[list[model_config.ModelConfig], pathlib.Path | None]:
@@ -108,6 +131,7 @@ class ModelServer:
         self.metrics_path = read_monitoring_config(opts.monitoring_config_file)
         self.token = read_token(opts.auth_token_file)
         models, root = resolve_models(opts)
+        set_tf_threads(opts.tensorflow_intra_op_parallelism, opts.tensorflow_inter_op_parallelism)
         self.scheduler = None
         if opts.enable_batching:
             params = BatchingParameters.read(opts.batching_parameters_file) if opts.batching_parameters_file else BatchingParameters()
