@@ -22,6 +22,12 @@ and checks the rebuilt model answers exactly as before.
     .venv/bin/python scripts/rebuild_reference_versions.py --model_base_path saved_models \\
         --keep_tflite sst2_bert/3 --embedding_bits 4 --compact_float banking77_bilstm/1
 
+``--from_run RUN=NAME/VERSION`` publishes a finished run the same way (int8 weights, ``--embedding_bits``,
+``--lstm_matmul_dtype``); ``sst2_bilstm_distilled/2``, the 1 x BiLSTM-128 student, was made so::
+
+    .venv/bin/python scripts/rebuild_reference_versions.py --model_base_path saved_models --only none \\
+        --embedding_bits 4 --lstm_matmul_dtype bfloat16 --from_run runs/sst2_bilstm_small=sst2_bilstm_distilled/2
+
 ``--from_base DIR`` reads the TFLite-only versions from another base (e.g. an older
 commit's ``saved_models`` checked out with ``git archive``) and ``--rename OLD=NEW``
 publishes one under another name/version; labels of a version whose config now has
@@ -76,6 +82,33 @@ def folder_mb(path: pathlib.Path, exclude: tuple[str, ...] = ()) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.name not in exclude) / 1e6
 
 
+def publish_run(run_dir: str, key: str, base: pathlib.Path, work: pathlib.Path, args: argparse.Namespace) -> dict:
+    """Export a finished run with int8 weights into ``base/key`` (staged, then renamed in); its table row."""
+    from llmos_tf.compression.pipeline import _serving_function, score, validation_set
+    from llmos_tf.compression.run_data import load_trained
+    from llmos_tf.export.layout import staged_version
+    from llmos_tf.export.writer import export_model
+
+    target = base / key
+    run = load_trained(run_dir)
+    staging = work / "export"
+    shutil.rmtree(staging, ignore_errors=True)
+    metric = json.loads((pathlib.Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("metrics", {}).get("validation", {}).get("accuracy")
+    staged = export_model(run, run.model, staging, target.parent.name, version=int(target.name), weights="int8",
+                          compression={"method": "int8 weights", "savedmodel_weights": "int8", "from_run": str(run_dir)},
+                          embedding_bits=args.embedding_bits, lstm_matmul_dtype=args.lstm_matmul_dtype,
+                          command="python scripts/rebuild_reference_versions.py " + " ".join(sys.argv[1:]))
+    row = {"version": key, "card": metric, "tflite": None, "savedmodel": None}
+    if not args.no_score:
+        row["savedmodel"] = score(False, _serving_function(staged, tflite=False), validation_set(run))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with staged_version(target.parent, target, force=True) as tmp:
+        shutil.copytree(staged, tmp, dirs_exist_ok=True)
+    row["mb"] = folder_mb(target)
+    print(f"{key}: published from {run_dir} ({row['mb']:.1f} MB)", flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_base_path", default="saved_models")
@@ -92,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="matmul precision of the fused BiLSTM graph (bfloat16: for CPUs with AVX512-BF16/AMX)")
     parser.add_argument("--work_dir", help="where recovered run folders go (default: a temporary folder)")
     parser.add_argument("--no_score", action="store_true", help="skip scoring on the validation data")
+    parser.add_argument("--from_run", nargs="*", default=[], metavar="RUN=NAME/VERSION",
+                        help="also publish finished runs (e.g. a distilled student) as int8 SavedModels at NAME/VERSION, "
+                             "with --embedding_bits and --lstm_matmul_dtype, the way the rebuilt references are made")
     args = parser.parse_args(argv)
 
     from llmos_tf.compression.pipeline import _serving_function, score, validation_set
@@ -162,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         row["mb"] = folder_mb(target)
         rows.append(row)
         print(f"{row['version']}: rebuilt from {key} ({row['mb']:.1f} MB)", flush=True)
+    for item in args.from_run:
+        rows.append(publish_run(*item.split("=", 1), base, work, args))
     print(f"\n{'version':18s} {'card':>7s} {'tflite':>7s} {'savedmodel':>10s} {'MB':>6s}")
     for r in rows:
         fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
