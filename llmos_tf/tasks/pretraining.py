@@ -99,11 +99,15 @@ class _LossLog(tf_keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self.first_loss: float | None = None
+        self.first_loss: float | None = None  # the run's very first batch (None after a resume)
         self.losses: list[float] = []
+        self.resumed = False
+
+    def on_train_begin(self, logs=None):
+        self.resumed = int(self.model.optimizer.iterations.numpy()) > 0  # BackupAndRestore ran first: no first batch here
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.first_loss is None:
+        if self.first_loss is None and not self.resumed:
             self.first_loss = float((logs or {}).get("loss", float("nan")))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -285,7 +289,7 @@ def export_encoder(run_dir: str | pathlib.Path, output: str | os.PathLike) -> di
     trained = TrainedEncoder.load(run_dir)
     info, output = trained.info, pathlib.Path(output)
     p = info.get("pretraining", {})
-    losses = p.get("losses", [])
+    losses = _epoch_losses(trained.run_dir, p.get("losses", []))
     summary = {
         "losses": losses,
         "first_loss": p.get("first_loss"),
@@ -311,6 +315,18 @@ def export_encoder(run_dir: str | pathlib.Path, output: str | os.PathLike) -> di
     (tmp / PRETRAIN_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _replace_folder(tmp, output)
     return summary
+
+
+def _epoch_losses(run_dir: pathlib.Path, fallback: list[float]) -> list[float]:
+    """Mean MLM loss per epoch from the run's TensorBoard event files: the whole history, also when a killed
+    run was resumed (``run.json`` only has the epochs of the process that finished)."""
+    from llmos_tf.tensorboard_data import read_history
+
+    try:
+        history = read_history(run_dir)
+    except RunError:
+        return list(fallback)
+    return [float(x) for x in history["loss"].dropna()] if "loss" in history else list(fallback)
 
 
 def _replace_folder(tmp: pathlib.Path, output: pathlib.Path) -> None:

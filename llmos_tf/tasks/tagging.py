@@ -166,7 +166,7 @@ class TaggingTask(Task):
 
     name = NER_TASK
     summary_metrics = (("examples", "examples"), ("entity_precision", "entity precision"), ("entity_recall", "entity recall"),
-                       ("entity_f1", "entity F1"), ("token_accuracy", "token accuracy"))
+                       ("entity_f1", "entity f1"), ("token_accuracy", "token accuracy"))  # as `llmos train` printed them
     data_format = "conll"
     hparam_metrics = (("epoch_entity_f1", "val entity-F1"), ("epoch_token_accuracy", "val token accuracy"), ("epoch_loss", "val loss"))
     multi_worker = "multi-worker training is implemented for classification runs (the entity-F1 validation tags on every worker)"

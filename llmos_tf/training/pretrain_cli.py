@@ -76,7 +76,8 @@ def _cmd_pretrain(args) -> int:
         ("passages", summary["num_passages"]),
         ("vocabulary", summary["vocabulary_size"]),
         ("steps", summary["steps"]),
-        ("first loss", summary["first_loss"]),
+        ("first loss", summary["first_loss"] if summary["first_loss"] is not None
+         else f"{summary['losses'][0]:.4f} (epoch 1 mean; the run was resumed)"),
         ("last loss", summary["last_loss"]),
         ("output", summary["output"]),
         ("run", summary["run_dir"]),

@@ -1,42 +1,16 @@
-"""``task: ner`` training entry point, and where the tagging code used to live.
+"""Where the tagging code used to live: :mod:`llmos_tf.tasks.tagging` (loss, metric, entity-F1 callback,
+:class:`~llmos_tf.tasks.tagging.TaggingTask`) and :mod:`llmos_tf.tasks.tagging_data` (CoNLL data, tf.data,
+the word-tag predictor) now.
 
-The task itself is :mod:`llmos_tf.tasks.tagging` (loss, metric, entity-F1
-callback, :class:`~llmos_tf.tasks.tagging.TaggingTask`) and
-:mod:`llmos_tf.tasks.tagging_data` (CoNLL data, tf.data, the word-tag
-predictor); the names stay importable from here for older code. Training goes
-through the one fit driver, :func:`llmos_tf.training.loop.fit`.
-
-Example::
-
-    result = train_tagger(load_config("configs/sample_ner.yaml"))
-    result.metrics["validation"]["entity_f1"]
+Only the names modules and tests outside ``tasks/`` still import from here remain (compression/recovery.py,
+compression/pipeline.py, tests/training/test_tagging.py, tests/training/test_bilstm_crf.py); new code imports
+from ``llmos_tf.tasks``. Training goes through the one fit driver, :func:`llmos_tf.training.loop.fit`.
 """
 from __future__ import annotations
 
 from llmos_tf.config import RunConfig
-from llmos_tf.tasks.tagging import (  # noqa: F401  (the names older code imports from here)
-    NER_MONITORS,
-    NER_TASK,
-    SUMMARY_KEYS,
-    EntityF1Callback,
-    MaskedSparseCategoricalCrossentropy,
-    MaskedTokenAccuracy,
-    TaggingTask,
-    build_bert_tagger,
-    tagger_loss,
-)
-from llmos_tf.tasks.tagging_data import (  # noqa: F401
-    TaggingData,
-    WordTagPredictor,
-    encoding_stats,
-    evaluate_frame,
-    make_tagging_dataset,
-    prepare_tagging_data,
-    ragged_tag_ids,
-    ragged_words,
-    tagger_label_map,
-    tagger_text_encoder,
-)
+from llmos_tf.tasks.tagging import NER_MONITORS, MaskedSparseCategoricalCrossentropy, MaskedTokenAccuracy, TaggingTask, build_bert_tagger  # noqa: F401
+from llmos_tf.tasks.tagging_data import WordTagPredictor, evaluate_frame, prepare_tagging_data, tagger_text_encoder  # noqa: F401
 from llmos_tf.training.loop import fit
 from llmos_tf.training.run_folder import TrainResult
 
