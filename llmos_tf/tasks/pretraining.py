@@ -82,6 +82,7 @@ def run_config(settings: PretrainConfig) -> RunConfig:
         model=model,
         training=TrainingConfig(epochs=settings.epochs, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
                                 monitor="loss", early_stopping_patience=0, steps_per_epoch=settings.steps_per_epoch,
+                                backup_every_steps=settings.backup_every_steps,
                                 mixed_precision=settings.mixed_precision),
     )
 
@@ -143,7 +144,7 @@ class PretrainingTask(Task):
         s = self.settings
         if not 0.0 < s.mask_rate < 1.0:
             raise ConfigError(f"mask_rate={s.mask_rate}: must be between 0 and 1")
-        for name in ("batch_size", "epochs", "max_length"):
+        for name in ("batch_size", "epochs", "max_length", "backup_every_steps"):
             if int(getattr(s, name)) < 1:
                 raise ConfigError(f"{name}={getattr(s, name)}: must be at least 1")
         if s.max_length < 3:

@@ -48,6 +48,8 @@ def add_pretrain_parser(sub) -> None:
     p.add_argument("--batch_size", type=int, default=d.batch_size, help=f"passages per training step (default {d.batch_size})")
     p.add_argument("--learning_rate", type=float, default=d.learning_rate, help=f"Adam learning rate (default {d.learning_rate})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed of masking, shuffling and a new encoder's weights (default {d.seed})")
+    p.add_argument("--backup_every_steps", type=int, default=d.backup_every_steps,
+                   help=f"save the resumable training state every N steps (default {d.backup_every_steps}); a killed run resumes from it")
     p.add_argument("--mixed_precision", choices=("float32", "mixed_float16", "mixed_bfloat16"), default=None,
                    help="Keras dtype policy while training, as `llmos train --mixed_precision` (default: float32)")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES,

@@ -24,5 +24,6 @@ class PretrainConfig:
     steps_per_epoch: int | None = None  # at most this many steps per epoch (None: one pass over the corpus)
     learning_rate: float = 5e-4
     seed: int = 42
+    backup_every_steps: int = 200  # BackupAndRestore frequency (resume after kill -9), as training.backup_every_steps
     mixed_precision: str | None = None  # None/float32 | mixed_float16 | mixed_bfloat16, as training.mixed_precision
 

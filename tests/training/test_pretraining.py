@@ -213,3 +213,46 @@ def test_missing_corpus_names_the_file(tmp_path):
     empty.write_text("\n  \n")
     with pytest.raises(DataError, match="empty.txt"):
         read_corpus([empty])
+
+
+def test_pretraining_resumes_after_kill_9(corpus, tmp_path):
+    """kill -9 mid-run, run the same `llmos pretrain` again: it resumes from the backup (as `llmos train` does), ends at
+    the planned step count, and pretrain.json has every epoch's loss (from the TensorBoard event files)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir, out = tmp_path / "run", tmp_path / "enc"
+    cmd = [sys.executable, "-m", "llmos_tf.cli", "pretrain", "--corpus", str(corpus), "--output", str(out), "--run_dir", str(run_dir),
+           "--epochs", "3", "--backup_every_steps", "5"]
+    for k, v in {**TINY, "batch_size": 4}.items():
+        cmd += [f"--{k}", str(v)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (run_dir / "backup").is_dir() and any(p.suffix == ".index" for p in (run_dir / "backup").rglob("*")):
+                break
+            assert proc.poll() is None, "pretraining ended before a backup was written"
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no backup written within 240 s")
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (run_dir / "run.json").exists() and not out.exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["resumed"] is True and info["resumed_from_step"] > 0
+    assert info["optimizer_steps"] == info["steps_per_epoch"] * 3 == (500 // 4) * 3
+    summary = json.loads((out / "pretrain.json").read_text())
+    assert len(summary["losses"]) == 3 and summary["first_loss"] is None  # the first batch ran in the killed process
+    assert "epoch 1 mean; the run was resumed" in done.stdout
+
