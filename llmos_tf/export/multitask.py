@@ -65,7 +65,8 @@ class MultitaskServingModule(tf.Module):
         for name, labels in heads.items():
             view = head_model(model, name)
             if tasks[name] == NER:
-                self.heads[name] = TaggerServingModule(tokenizer.encoder, view, labels.names)
+                # no per-entity `explain` on multitask versions yet: not traced, not saved (one signature per head)
+                self.heads[name] = TaggerServingModule(tokenizer.encoder, view, labels.names, explain=False)
             else:
                 self.heads[name] = ClassifierServingModule(tokenizer, view, labels.names, max_length, features=bert_features)
 

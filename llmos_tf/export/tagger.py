@@ -55,10 +55,12 @@ class TaggerServingModule(tf.Module):
 
     ``crf``: the CRF layer whose Viterbi decodes the model's output (default: the
     model's own, found in it; pass it for a model that hides its layers, such as a
-    quantized wrapper, or for a TFLite-only module without a model).
+    quantized wrapper, or for a TFLite-only module without a model). ``explain=False``: no ``explain``
+    (per-entity integrated gradients) function at all, so nothing of it is traced or saved.
     """
 
-    def __init__(self, text_encoder, model: tf_keras.Model, tag_names: Sequence[str], outside_tag: str = "O", crf=None):
+    def __init__(self, text_encoder, model: tf_keras.Model, tag_names: Sequence[str], outside_tag: str = "O", crf=None,
+                 explain: bool = True):
         from llmos_tf.models.crf import find_crf
 
         super().__init__(name="llmos_tagger")
@@ -77,7 +79,7 @@ class TaggerServingModule(tf.Module):
         if model is not None:  # without a model (a TFLite-only version) only the two halves exist
             self.serve = tf.function(self._serve, input_signature=[TEXT_SPEC])
         # every tagger with a model also exports `explain` (per-entity integrated gradients, llmos_tf.explain.entities)
-        self.explainer = _entity_explainer(text_encoder, model, self.tag_names, self.crf, outside_tag) if model is not None else None
+        self.explainer = _entity_explainer(text_encoder, model, self.tag_names, self.crf, outside_tag) if model is not None and explain else None
         if self.explainer is not None:
             self.explain = tf.function(self._explain, input_signature=[TEXT_SPEC])
 
