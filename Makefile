@@ -41,7 +41,7 @@ demo: $(STAMP) sample-data
 TEST_WORKERS ?= 2
 
 test: $(DEVSTAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 clean:
 	rm -rf runs data/sample .pytest_cache

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import csv
+import os
 import pathlib
+import pickle
 import random
+import shutil
+from typing import Any, Callable
 
 import pytest
+from filelock import FileLock
 
 import llmos_tf  # noqa: F401  (selects tf_keras before TensorFlow loads)
 
@@ -35,13 +40,59 @@ def write_csv(path: pathlib.Path, rows, header=("text", "label")) -> pathlib.Pat
     return path
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[pathlib.Path], Any]) -> Any:
+    """``build(folder)``'s result, built once for the whole test run even under pytest-xdist.
+
+    Each xdist worker is its own process with its own session fixtures, so a session fixture that trains a
+    tiny run would train it once per worker. The first worker to get here builds it into a folder beside
+    the workers' own temporary folders, under a file lock; the others wait for the lock and reuse the
+    recorded result (pickled, so paths stay paths). A build that raised leaves no record, so the next
+    worker tries again and fails the same way; a half-built folder is removed first."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / f"built_once_{name}"
+    with FileLock(str(folder) + ".lock"):
+        record = folder / ".built_once.pickle"
+        if record.exists():
+            return pickle.loads(record.read_bytes())
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        value = build(folder)
+        record.write_bytes(pickle.dumps(value))
+        return value
+
+
+# The slowest test files, slowest first (from `make test`'s --durations table). `make test` runs two
+# xdist workers with --dist loadfile --no-loadscope-reorder: each worker is handed one file at a time,
+# in collection order, so starting the long files first lets both workers finish together instead of
+# one running a long file alone at the end (xdist's own reorder puts files with the most tests first,
+# which put these last).
+SLOW_FILES_FIRST = (
+    "tests/notebooks/test_notebooks.py",
+    "tests/test_readme_tour.py",
+    "tests/training/test_multi_worker.py",
+    "tests/training/test_distribute.py",
+    "tests/training/test_bilstm_crf.py",
+    "tests/compression/test_compress_serving.py",
+    "tests/compression/test_compress_tagger.py",
+    "tests/training/test_resume.py",
+    "tests/compression/test_structured_compress.py",
+    "tests/training/test_tasks.py",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow files first (see :data:`SLOW_FILES_FIRST`); everything else keeps its collection order."""
+    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, pathlib.Path]:
-    root = tmp_path_factory.mktemp("tiny_data")
-    return {
+    return built_once(tmp_path_factory, "tiny_data", lambda root: {
         "train": write_csv(root / "train.csv", make_sentiment_rows(240, seed=1)),
         "test": write_csv(root / "test.csv", make_sentiment_rows(60, seed=2)),
-    }
+    })
 
 
 def tiny_config_text(train: pathlib.Path, output_dir: pathlib.Path, name: str = "tiny", epochs: int = 3, extra: str = "") -> str:
@@ -75,53 +126,60 @@ training:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_data) -> pathlib.Path:
     """One tiny BiLSTM run shared by the evaluate/predict/export/TensorBoard tests."""
-    from llmos_tf.cli import main
+    def build(root: pathlib.Path) -> pathlib.Path:
+        from llmos_tf.cli import main
 
-    root = tmp_path_factory.mktemp("trained")
-    config = root / "tiny.yaml"
-    config.write_text(tiny_config_text(tiny_data["train"], root / "runs", epochs=4))
-    assert main(["train", str(config)]) == 0
-    return root / "runs" / "tiny"
+        config = root / "tiny.yaml"
+        config.write_text(tiny_config_text(tiny_data["train"], root / "runs", epochs=4))
+        assert main(["train", str(config)]) == 0
+        return root / "runs" / "tiny"
+
+    return built_once(tmp_path_factory, "trained_run", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_ner_run(tmp_path_factory) -> dict:
     """The sample BERT tagger trained once through ``llmos train`` (3 epochs), shared by the NER CLI and
     NER compression tests; ``stdout`` is what the training printed. Tests must not modify the run folder."""
-    import contextlib
-    import io
+    def build(root: pathlib.Path) -> dict:
+        import contextlib
+        import io
 
-    import yaml
+        import yaml
 
-    from llmos_tf.cli import main
-    from llmos_tf.data.sample import write_sample_data
+        from llmos_tf.cli import main
+        from llmos_tf.data.sample import write_sample_data
 
-    root = tmp_path_factory.mktemp("ner")
-    paths = write_sample_data(root / "data")
-    config = yaml.safe_load(open("configs/sample_ner.yaml"))
-    config.update(output_dir=str(root / "runs"), name="ner")
-    config["data"].update(train=str(paths["ner_train"]), validation=str(paths["ner_valid"]))
-    config["training"]["epochs"] = 3
-    (root / "ner.yaml").write_text(yaml.safe_dump(config))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main(["train", str(root / "ner.yaml")]) == 0
-    return {"run_dir": root / "runs" / "ner", "paths": paths, "stdout": printed.getvalue()}
+        paths = write_sample_data(root / "data")
+        config = yaml.safe_load(open("configs/sample_ner.yaml"))
+        config.update(output_dir=str(root / "runs"), name="ner")
+        config["data"].update(train=str(paths["ner_train"]), validation=str(paths["ner_valid"]))
+        config["training"]["epochs"] = 3
+        (root / "ner.yaml").write_text(yaml.safe_dump(config))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(["train", str(root / "ner.yaml")]) == 0
+        return {"run_dir": root / "runs" / "ner", "paths": paths, "stdout": printed.getvalue()}
+
+    return built_once(tmp_path_factory, "tiny_ner_run", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_multitask_run(tmp_path_factory) -> dict:
     """The tiny sentiment + NER multitask run trained once through ``llmos train``, shared by the
     multitask training and export tests; ``stdout`` is what the training printed. Do not modify it."""
-    import contextlib
-    import io
+    def build(root: pathlib.Path) -> dict:
+        import contextlib
+        import io
 
-    from tests.training.multitask_fixture import train_tiny_multitask
+        from tests.training.multitask_fixture import train_tiny_multitask
 
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        run_dir, paths = train_tiny_multitask(tmp_path_factory.mktemp("multitask"))
-    return {"run_dir": run_dir, "paths": paths, "stdout": printed.getvalue()}
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            run_dir, paths = train_tiny_multitask(root)
+        return {"run_dir": run_dir, "paths": paths, "stdout": printed.getvalue()}
+
+    return built_once(tmp_path_factory, "tiny_multitask_run", build)
 
 
 TINY_BERT_MODEL = """
@@ -153,10 +211,12 @@ def tiny_bert_config_text(train: pathlib.Path, output_dir: pathlib.Path, name: s
 def tiny_bert_run(tmp_path_factory, tiny_data) -> pathlib.Path:
     """One tiny BERT classifier run (1 layer, 32 units, 3 epochs) shared by explain/compose/structured
     compression tests. Tests must not modify the run folder."""
-    from llmos_tf.cli import main
+    def build(root: pathlib.Path) -> pathlib.Path:
+        from llmos_tf.cli import main
 
-    root = tmp_path_factory.mktemp("tiny_bert")
-    config = root / "tiny_bert.yaml"
-    config.write_text(tiny_bert_config_text(tiny_data["train"], root / "runs"))
-    assert main(["train", str(config)]) == 0
-    return root / "runs" / "tiny_bert"
+        config = root / "tiny_bert.yaml"
+        config.write_text(tiny_bert_config_text(tiny_data["train"], root / "runs"))
+        assert main(["train", str(config)]) == 0
+        return root / "runs" / "tiny_bert"
+
+    return built_once(tmp_path_factory, "tiny_bert_run", build)

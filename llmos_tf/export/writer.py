@@ -61,11 +61,16 @@ def export_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path,
     :mod:`llmos_tf.models.fused_lstm`); the reloaded export is then checked against the
     run within 0.02 in probability instead of 1e-5.
     """
+    from llmos_tf.errors import RunError
     from llmos_tf.tasks import run_task
 
-    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     task = run_task(run_dir)
-    build = next(fn for cls, fn in _exports() if issubclass(task, cls))
+    build = next((fn for cls, fn in _exports() if issubclass(task, cls)), None)
+    if build is None:  # refused before anything is written under the model base path
+        raise RunError(f"{run_dir}: a {task.name} run has no TF Serving export. A pretraining run's result is its encoder "
+                       f"folder (llmos pretrain --output); publish that with `llmos encode --model ENCODER_FOLDER "
+                       f"--model_base_path DIR --name NAME`, or use it as model.encoder of a classifier or tagger config.")
+    model_dir, version, final_dir = version_target(model_base_path, name, version, force=force)
     run = task.load(run_dir)
     options = {"lstm_matmul_dtype": lstm_matmul_dtype} if build is classifier_export else {}
     return write_version(build(run, name, version, command, **options), model_dir, final_dir, name, force=force)

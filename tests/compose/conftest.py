@@ -9,14 +9,18 @@ import sys
 
 import pytest
 
+from tests.conftest import built_once
+
 
 @pytest.fixture(scope="session")
 def exported(trained_run, tiny_bert_run, tmp_path_factory) -> dict[str, pathlib.Path]:
     """``base`` (a model base path) with ``tiny_bert/1`` (has `encode`) and ``tiny_bilstm/1``; both answer negative/positive."""
-    from llmos_tf.export.writer import export_run
+    def build(base: pathlib.Path) -> dict[str, pathlib.Path]:
+        from llmos_tf.export.writer import export_run
 
-    base = tmp_path_factory.mktemp("compose_members")
-    return {"base": base, "bert": export_run(tiny_bert_run, base, "tiny_bert"), "bilstm": export_run(trained_run, base, "tiny_bilstm")}
+        return {"base": base, "bert": export_run(tiny_bert_run, base, "tiny_bert"), "bilstm": export_run(trained_run, base, "tiny_bilstm")}
+
+    return built_once(tmp_path_factory, "compose_members", build)
 
 
 def load_in_plain_tf(version_dir: pathlib.Path, signature: str, inputs: dict, tmp_path: pathlib.Path) -> dict:

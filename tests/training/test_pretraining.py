@@ -142,6 +142,18 @@ def test_pretraining_runs_through_the_one_trainer(pretrained_folder, corpus):
     assert len(first) == 2 and all(t in trained.vocabulary for t in first) and second == []
 
 
+def test_export_refuses_a_pretraining_run_and_names_the_encoder_route(pretrained_folder, tmp_path, capsys):
+    """`llmos export --run` on a pretraining run says where its result is and how to publish it; nothing is written."""
+    from llmos_tf.cli import main
+
+    run_dir = pretrained_folder.parent / "runs" / "pretrain_tiny"
+    base = tmp_path / "models"
+    assert main(["export", "--run", str(run_dir), "--model_base_path", str(base), "--name", "tiny"]) != 0
+    err = capsys.readouterr().err
+    assert "pretraining run has no TF Serving export" in err and "llmos encode --model ENCODER_FOLDER" in err, err
+    assert not base.exists() or not any(base.rglob("*"))
+
+
 def test_pretraining_run_options_follow_the_trainer_rules(pretrained_folder, corpus, tmp_path, capsys):
     """Refused up front, by the same rules as every task: multi-worker (with the reason), a bad --profile, a finished
     run folder without --overwrite, an --output that is not an encoder folder; nothing is written."""
