@@ -97,7 +97,7 @@ def retrieval_part(args, out_dir: pathlib.Path) -> dict:
     finetuned = args.finetuned
     if (pathlib.Path(finetuned) / "run.json").is_file():  # a run folder: export it with `encode`, int8 like the committed version
         from llmos_tf.export.writer import export_model
-        from llmos_tf.training.trained_run import TrainedRun
+        from llmos_tf.tasks.classification import TrainedRun
 
         finetuned = str(export_model(TrainedRun.load(finetuned), None, out_dir / "models", "banking77_bert", weights="int8", embedding_bits=4,
                                      version=1, force=True, command="benchmarks/compose.py"))

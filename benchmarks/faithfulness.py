@@ -32,7 +32,7 @@ def main(argv=None) -> int:
 
     from llmos_tf.data.readers import read_labelled_table
     from llmos_tf.explain.faithfulness import deletion_test
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     results = []
     for run_dir in args.run:

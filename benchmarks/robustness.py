@@ -33,7 +33,7 @@ def _model(path: str, neighbours_from: str | None):
     from llmos_tf.data.labels import LabelMap
     from llmos_tf.explain.robustness import EmbeddingNeighbours
     from llmos_tf.model_ref import resolve_model
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     ref = resolve_model(path)
     if ref.is_savedmodel:
@@ -75,7 +75,7 @@ def robustness_part(args) -> list[dict]:
 def calibration_part(args) -> list[dict]:
     from llmos_tf.explain.calibrate_run import validation_logits
     from llmos_tf.metrics.calibration import expected_calibration_error, fit_temperature, softmax
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     out = []
     for path in args.model:

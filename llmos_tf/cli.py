@@ -125,7 +125,7 @@ def _evaluate_metrics(args, ref: ModelRef) -> dict[str, Any]:
         frame = _read_table(args.data, args.text_column, args.label_column, labelled=True)
         return _trust().evaluate_classifier(args, ref, frame)  # one prediction: metrics, ECE, --robustness
     if ref.task == "multitask":
-        from llmos_tf.training.multitask import TrainedMultitask
+        from llmos_tf.tasks.multitask import TrainedMultitask
 
         return TrainedMultitask.load(ref.path).evaluate(args.data, args.head)
     if ref.task == "ner":

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from llmos_tf.compression.recovery import recover_float_run, recover_run
     from llmos_tf.export.layout import staged_version
     from llmos_tf.export.writer import TFLITE_FILE, export_model
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     base = pathlib.Path(args.model_base_path)
     source = pathlib.Path(args.from_base or base)

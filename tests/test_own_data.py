@@ -112,7 +112,7 @@ def test_a_run_from_before_label_names_still_evaluates_under_a_named_config(name
     """A version published before its config named the labels answers ``0``/``1``; rebuilt as a run with
     today's config (label_names set), it still reads the file's 0/1 as its own labels."""
     from llmos_tf.data.labels import LabelMap
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     named = TrainedRun.load(named_run["run_dir"])
     old = TrainedRun(named.run_dir, named.config, named.model, named.vocabulary, LabelMap(["0", "1"]), {})

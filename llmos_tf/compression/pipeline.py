@@ -86,10 +86,10 @@ class ValidationSet:
 
 def validation_set(run, max_examples: int | None = None) -> ValidationSet:
     """The run's own validation data (the split training used), optionally capped."""
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     if isinstance(run, TrainedTagger):
-        from llmos_tf.training.tagging import prepare_tagging_data
+        from llmos_tf.tasks.tagging_data import prepare_tagging_data
 
         frame = prepare_tagging_data(run.config.data, run.config.seed).validation
         texts = [" ".join(tokens) for tokens in frame["tokens"]]
@@ -120,7 +120,7 @@ def score(is_tagger: bool, predict: Callable[[Sequence[str]], dict], data: Valid
         else:
             predicted.extend(x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in np.asarray(out["label"]))
     if is_tagger:
-        from llmos_tf.training.conlleval import conlleval
+        from llmos_tf.metrics.conlleval import conlleval
 
         return float(conlleval(data.gold, predicted)["entity_f1"])
     return float(np.mean([p == g for p, g in zip(predicted, data.gold)])) if data.gold else 0.0
@@ -294,7 +294,7 @@ def compress(run_dir: str | pathlib.Path, *, prune: bool = True, target_sparsity
     from llmos_tf.compression.structured.flops import mean_tokens, model_flops, parameter_count
     from llmos_tf.compression.run_data import load_trained
     from llmos_tf.export.layout import check_model_name
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     _check_options(target_sparsity, quantize, publish, max_drop)
     _check_strategy(prune=prune, quantize=quantize, qat=qat, distill_alpha=distill_alpha)

@@ -197,7 +197,7 @@ def _build_model(cfg, vocabulary: list[str], labels: list[str], max_length: int)
 
     model_cfg = registry.model_config(cfg.model)
     if cfg.task == "ner":
-        from llmos_tf.training.tagging import build_bert_tagger
+        from llmos_tf.tasks.tagging import build_bert_tagger
 
         return build_bert_tagger(model_cfg, vocabulary, len(labels), max_length)
     arch = registry.get(cfg.architecture)
@@ -263,7 +263,7 @@ def recover_float_run(version_dir: str | pathlib.Path, run_dir: str | pathlib.Pa
     from llmos_tf.data.labels import LabelMap
     from llmos_tf.data.prepare import prepare_classification_data
     from llmos_tf.models import registry
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     version_dir, run_dir = pathlib.Path(version_dir), pathlib.Path(run_dir)
     card, labels, cfg = _version_facts(version_dir, configs_root)

@@ -83,7 +83,7 @@ def calibrate_run(run_dir: str | pathlib.Path, data: str | None = None, bins: in
     ref = resolve_model(str(run_dir), flag="--run")
     if ref.is_savedmodel or ref.task not in (None, "classification"):
         raise RunError(f"--run {run_dir}: calibrate takes a sentence-classification run folder (an export or a {ref.task} run cannot be refitted)")
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     run = TrainedRun.load(ref.path)
     head = _head(run.model)

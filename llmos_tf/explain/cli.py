@@ -70,7 +70,7 @@ def _cmd_explain(args) -> int:
             frame = explain_savedmodel(ref.path, args.texts)
         else:
             from llmos_tf.explain.explanations import explain_run
-            from llmos_tf.training.trained_run import TrainedRun
+            from llmos_tf.tasks.classification import TrainedRun
 
             frame = explain_run(TrainedRun.load(ref.path), args.texts, label=args.label, steps=args.steps)
         method = "integrated_gradients"
@@ -101,7 +101,7 @@ def _explain_tagger(args, ref) -> int:
                            f"re-export its run with llmos export, or pass the run folder")
         frame = entity_frame.explain_tagger_savedmodel(loaded.signatures["explain"], args.texts)
     else:
-        from llmos_tf.training.trained_tagger import TrainedTagger
+        from llmos_tf.tasks.tagging import TrainedTagger
 
         frame = entity_frame.explain_tagger(TrainedTagger.load(ref.path), args.texts, steps=args.steps)
     if args.json:

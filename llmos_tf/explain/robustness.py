@@ -174,7 +174,7 @@ def entity_robustness_table(predict_tags: Callable[[list[list[str]]], list[list[
     ``flip_rate``: the share of sentences whose predicted tag sequence changes (on the words that remain:
     a dropped word's tag is not a flip); ``changed``: the share the perturbation altered at all.
     ``clean``: the tags already predicted for the clean sentences (so they are not predicted twice)."""
-    from llmos_tf.training.conlleval import conlleval
+    from llmos_tf.metrics.conlleval import conlleval
 
     tokens, tags = [list(map(str, t)) for t in tokens], [list(map(str, t)) for t in tags]
     clean = [list(row) for row in clean] if clean is not None else predict_tags(tokens)

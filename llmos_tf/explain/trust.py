@@ -46,7 +46,7 @@ class _Classifier:
             source = model.servable.card.get("run")  # the run it came from: its embedding table gives neighbours
             self._neighbour_run = source if source and (pathlib.Path(source) / "run.json").is_file() else None
         else:
-            from llmos_tf.training.trained_run import TrainedRun
+            from llmos_tf.tasks.classification import TrainedRun
 
             run = TrainedRun.load(ref.path)
             self.predict_proba = run.predict_proba
@@ -62,7 +62,7 @@ class _Classifier:
         if self.run_dir is not None:
             return EmbeddingNeighbours.of_run(self._run)
         if self._neighbour_run is not None:
-            from llmos_tf.training.trained_run import TrainedRun
+            from llmos_tf.tasks.classification import TrainedRun
 
             return EmbeddingNeighbours.of_run(TrainedRun.load(self._neighbour_run))
         return None
@@ -116,7 +116,7 @@ def evaluate_classifier(args, ref, frame) -> dict[str, Any]:
 def evaluate_tagger(args, ref, frame) -> dict[str, Any]:
     """conlleval metrics of an NER run or export on a CoNLL ``frame`` and, with ``--robustness``, entity F1 and the
     flip rate per perturbation (``robustness`` rows), from one prediction of the clean sentences."""
-    from llmos_tf.training.conlleval import conlleval
+    from llmos_tf.metrics.conlleval import conlleval
 
     _check_rate(args)
     tokens, gold = frame["tokens"].tolist(), frame["tags"].tolist()
@@ -130,7 +130,7 @@ def evaluate_tagger(args, ref, frame) -> dict[str, Any]:
         if source and (pathlib.Path(source) / "run.json").is_file():
             neighbour_run = source
     else:
-        from llmos_tf.training.trained_tagger import TrainedTagger
+        from llmos_tf.tasks.tagging import TrainedTagger
 
         tagger = TrainedTagger.load(ref.path)
         predict_tags = lambda words: tagger.predictor.predict_tags(words, tagger.labels.names)  # noqa: E731
@@ -142,7 +142,7 @@ def evaluate_tagger(args, ref, frame) -> dict[str, Any]:
 
         neighbours = None
         if neighbour_run is not None:
-            from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
+            from llmos_tf.tasks.tagging import TrainedTagger, is_tagger_run
 
             if not isinstance(neighbour_run, TrainedTagger) and is_tagger_run(neighbour_run):
                 neighbour_run = TrainedTagger.load(neighbour_run)

@@ -114,7 +114,7 @@ class LocalSavedModel:
         whitespace token; entities ``{type, text, start, end}`` in token offsets, as a tagger run predicts)."""
         texts = [str(t) for t in texts]
         if self.task == "ner":
-            from llmos_tf.training.conlleval import entity_spans
+            from llmos_tf.metrics.conlleval import entity_spans
 
             tokens = [t.split() for t in texts]
             tags = self._tags(tokens)
@@ -172,7 +172,7 @@ class LocalSavedModel:
 
     def evaluate_conll(self, frame: pd.DataFrame) -> dict[str, Any]:
         """conlleval metrics on a frame from :func:`~llmos_tf.data.conll.read_conll` (tagger signatures)."""
-        from llmos_tf.training.conlleval import conlleval
+        from llmos_tf.metrics.conlleval import conlleval
 
         predicted = self._tags(frame["tokens"].tolist())
         return {"examples": len(frame), **conlleval(frame["tags"].tolist(), predicted)}

@@ -158,7 +158,7 @@ class TrainedMultitask:
     Classification heads give ``text, label, probability`` rows and accuracy /
     macro-F1; NER heads take sentences of whitespace tokens and give ``text,
     tokens, tags, entities`` rows and conlleval entity P/R/F1, as a single-task
-    :class:`~llmos_tf.training.trained_tagger.TrainedTagger` does.
+    :class:`~llmos_tf.tasks.tagging.TrainedTagger` does.
 
     Example::
 
@@ -216,7 +216,7 @@ class TrainedMultitask:
         return self.tokenizer.encoder
 
     def predictor(self, head: str):
-        """A :class:`~llmos_tf.training.tagging.WordTagPredictor` on one NER head (cached)."""
+        """A :class:`~llmos_tf.tasks.tagging_data.WordTagPredictor` on one NER head (cached)."""
         from llmos_tf.data.conll import OUTSIDE_TAG
         from llmos_tf.tasks.tagging_data import WordTagPredictor
 

@@ -16,7 +16,7 @@ def _reference_vectors(run_dir, texts) -> np.ndarray:
     """Mean of the run's Keras encoder outputs over real tokens, L2-normalised, in NumPy."""
     from llmos_tf.models.bert import BertEncoder
     from llmos_tf.models.bert_classifier import bert_features
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     run = TrainedRun.load(run_dir)
     encoder = next(layer for layer in run.model.layers if isinstance(layer, BertEncoder))
@@ -68,7 +68,7 @@ def test_encoder_only_export(tiny_bert_run, tmp_path, capsys):
     from llmos_tf.compose.embeddings import is_encoder_spec
     from llmos_tf.models.bert import BertEncoder
     from llmos_tf.models.pretrained import save_encoder
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     run = TrainedRun.load(tiny_bert_run)
     encoder = next(layer for layer in run.model.layers if isinstance(layer, BertEncoder))

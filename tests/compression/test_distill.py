@@ -17,7 +17,7 @@ def test_augment_is_seeded_and_new():
 def test_distillation_lowers_the_student_loss_against_the_teacher(trained_run, tiny_data, tmp_path):
     from llmos_tf.compression.distillation import distill
     from llmos_tf.config import config_from_dict
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
     from tests.conftest import tiny_config_text
 
     cfg = config_from_dict(yaml.safe_load(tiny_config_text(tiny_data["train"], tmp_path, name="student", epochs=4)),

@@ -176,7 +176,7 @@ def test_a_config_without_other_data_prints_nothing(capsys):
 
 
 def test_multitask_heads_name_their_own_labels(numeric_files, tmp_path):
-    from llmos_tf.training.multitask_heads import prepare_heads
+    from llmos_tf.tasks.multitask_heads import prepare_heads
 
     other = write_csv(tmp_path / "topic.csv", [(f"text number {i}", "a" if i % 2 else "b") for i in range(40)])
     sentiment = {"name": "sentiment", "train": str(numeric_files["train"]), "text_column": "sentence",

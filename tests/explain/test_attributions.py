@@ -12,7 +12,7 @@ TEXTS = ["the film was wonderful and lovely plot", "the story was dull and borin
 
 @pytest.fixture(scope="module", params=["trained_run", "tiny_bert_run"])
 def loaded(request):
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     return TrainedRun.load(request.getfixturevalue(request.param))
 

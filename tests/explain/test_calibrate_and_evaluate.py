@@ -14,7 +14,7 @@ from llmos_tf._tf import tf
 @pytest.fixture(scope="module")
 def overconfident(trained_run, tiny_data, tmp_path_factory):
     """A copy of the tiny run with its logits x6, and a holdout whose labels are 25% wrong: accuracy ~0.75 at ~1.0 confidence."""
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     root = tmp_path_factory.mktemp("calibrate")
     run_dir = shutil.copytree(trained_run, root / "tiny_copy")
@@ -37,7 +37,7 @@ def test_calibrate_lowers_ece_and_export_serves_it(overconfident, tmp_path, caps
     from llmos_tf.explain.calibrate_run import run_logits
     from llmos_tf.export.writer import export_run
     from llmos_tf.metrics.calibration import softmax
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     run_dir, holdout = overconfident
     texts = ["the film was wonderful", "the plot was dull and boring"]

@@ -29,7 +29,7 @@ def _validation_sentences(path, n=8):
 
 @pytest.fixture(scope="module")
 def taggers(tiny_ner_run, run):  # noqa: F811
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     return {"bert": (TrainedTagger.load(tiny_ner_run["run_dir"]), tiny_ner_run["paths"]["ner_valid"]),
             "crf": (TrainedTagger.load(run["run_dir"]), tiny_ner_run["paths"]["ner_valid"])}
@@ -37,7 +37,7 @@ def taggers(tiny_ner_run, run):  # noqa: F811
 
 def test_chunks_in_graph_match_conlleval():
     from llmos_tf.explain.entities import entity_chunks
-    from llmos_tf.training.conlleval import entity_spans
+    from llmos_tf.metrics.conlleval import entity_spans
 
     rng = random.Random(0)
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "E-PER", "S-LOC", "I-MISC"]  # IOB2, IOB1 and E-/S- oddities

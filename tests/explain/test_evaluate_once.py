@@ -7,7 +7,7 @@ import pytest
 
 def test_evaluate_predicts_the_data_once(trained_run, tiny_data, tmp_path, monkeypatch, capsys):
     from llmos_tf.cli import main
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     calls = []
     original = TrainedRun.predict_proba

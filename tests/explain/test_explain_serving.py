@@ -35,7 +35,7 @@ SUBPROCESS = textwrap.dedent(
 @pytest.fixture(scope="module")
 def exported(trained_run, tiny_bert_run, tmp_path_factory):
     from llmos_tf.export.writer import export_model, export_run
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     base = tmp_path_factory.mktemp("explain_exports")
     export_run(trained_run, base, "tiny")
@@ -46,7 +46,7 @@ def exported(trained_run, tiny_bert_run, tmp_path_factory):
 
 def test_explain_loads_with_only_tensorflow_and_text(exported, trained_run):
     from llmos_tf.explain.explanations import explain_run
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     paths = [str(exported / name / "1") for name in ("tiny", "tiny_int8", "bert_int8")]
     done = subprocess.run([sys.executable, "-c", SUBPROCESS, *paths], capture_output=True, text=True, timeout=300)

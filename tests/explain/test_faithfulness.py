@@ -5,7 +5,7 @@ import pandas as pd
 
 def test_deletion_beats_random(trained_run, tiny_data):
     from llmos_tf.explain.faithfulness import deletion_test
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     texts = pd.read_csv(tiny_data["test"])["text"].tolist()[:24]
     result = deletion_test(TrainedRun.load(trained_run), texts, k_max=3, seed=0, steps=16)

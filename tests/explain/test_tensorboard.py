@@ -9,7 +9,7 @@ def test_worst_misclassified_with_attributions(trained_run, tmp_path):
 
     from llmos_tf.data.pipeline import BatchingPlan, make_dataset
     from llmos_tf.explain.tensorboard import TAG, WorstExplained, highlighted_markdown
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     run = TrainedRun.load(trained_run)
     texts = ["the film was wonderful and lovely", "the plot was awful and dull", "the cast was superb"]

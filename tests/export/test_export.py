@@ -8,7 +8,7 @@ from llmos_tf._tf import tf
 from llmos_tf.cli import main
 from llmos_tf.errors import RunError
 from llmos_tf.export.writer import export_run
-from llmos_tf.training.trained_run import TrainedRun
+from llmos_tf.tasks.classification import TrainedRun
 
 TEXTS = ["the film was wonderful and lovely", "the plot was awful and dull", ""]
 

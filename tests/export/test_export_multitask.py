@@ -16,7 +16,7 @@ from llmos_tf._tf import tf
 from llmos_tf.errors import RunError
 from llmos_tf.export.writer import export_run
 from llmos_tf.serving.client import RestClient
-from llmos_tf.training.multitask import TrainedMultitask
+from llmos_tf.tasks.multitask import TrainedMultitask
 from tests.serving import fixtures as fx
 
 SENTENCES = ["Anna Berg flew to Oslo .", "what a wonderful film", "the plot was dull and the cast awful", ""]

@@ -44,7 +44,7 @@ def test_layout_and_assets(exported):
 
 
 def test_signature_contract_and_equality_with_trained_tagger(exported):
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     fn = tf.saved_model.load(str(exported["export_path"])).signatures["serving_default"]
     _, kwargs = fn.structured_input_signature

@@ -74,7 +74,7 @@ def test_export_cli_bfloat16_lstm_is_recorded_and_close_to_the_run(tmp_path, tra
     import json
 
     from llmos_tf.cli import main
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     assert main(["export", "--run", str(trained_run), "--model_base_path", str(tmp_path), "--name", "bf16",
                  "--lstm_matmul_dtype", "bfloat16"]) == 0

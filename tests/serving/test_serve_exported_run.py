@@ -11,7 +11,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_p
 from llmos_tf._tf import tf
 from llmos_tf.export.writer import export_run
 from llmos_tf.serving.demo import start_server
-from llmos_tf.training.trained_run import TrainedRun
+from llmos_tf.tasks.classification import TrainedRun
 
 TEXTS = ["the film was wonderful and lovely", "the plot was awful and dull"]
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from llmos_tf._tf import tf
 from llmos_tf.cli import main
-from llmos_tf.training.trained_run import TrainedRun
+from llmos_tf.tasks.classification import TrainedRun
 from tests.conftest import tiny_bert_config_text
 
 

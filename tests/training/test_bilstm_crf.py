@@ -68,11 +68,11 @@ def data(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def run(data) -> dict:
-    """One tiny BiLSTM-CRF trained through train_tagger (3 epochs, a few seconds each)."""
-    from llmos_tf.training.tagging import train_tagger
+    """One tiny BiLSTM-CRF trained through trainer.train (3 epochs, a few seconds each)."""
+    from llmos_tf.training import trainer
 
     cfg = ner_config(data["root"], data["train"], data["valid"], "bilstm_crf", BILSTM_CRF)
-    result = train_tagger(cfg, verbose=0, command="pytest")
+    result = trainer.train(cfg, verbose=0, command="pytest")
     return {"run_dir": result.run_dir, "result": result}
 
 
@@ -83,7 +83,7 @@ def exported(run, tmp_path_factory) -> dict:
     from llmos_tf.compression.tflite import convert_to_tflite
     from llmos_tf.export.tagger import export_tagger_run
     from llmos_tf.export.writer import export_model
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     base = tmp_path_factory.mktemp("saved_models")
     v1 = export_tagger_run(run["run_dir"], base, "crf", command="pytest export")
@@ -128,7 +128,7 @@ def test_builders_with_and_without_crf():
 
 
 def test_run_trains_a_bilstm_crf(run):
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     run_dir, result = run["run_dir"], run["result"]
     info = json.loads((run_dir / "run.json").read_text())
@@ -145,7 +145,7 @@ def test_run_trains_a_bilstm_crf(run):
 
 def test_predictions_follow_the_transitions(run):
     """Transitions that forbid every tag but O make Viterbi answer O everywhere, whatever the emissions say."""
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     tagger = TrainedTagger.load(run["run_dir"])
     crf, outside = tagger.crf, tagger.outside_id
@@ -239,7 +239,7 @@ def test_compression_fine_tunes_a_crf_tagger_on_its_own_loss(run):
     on), not on per-token cross-entropy: the loss on a real batch is the run's CRF likelihood, computed here directly."""
     from llmos_tf.compression.run_data import fine_tune_data, load_trained
     from llmos_tf.models.crf import CRFLoss, log_probabilities
-    from llmos_tf.training.tagging import MaskedSparseCategoricalCrossentropy
+    from llmos_tf.tasks.tagging import MaskedSparseCategoricalCrossentropy
 
     tagger = load_trained(run["run_dir"])
     data = fine_tune_data(tagger, steps_per_epoch=1)
@@ -257,12 +257,12 @@ def test_compression_fine_tunes_a_crf_tagger_on_its_own_loss(run):
 
 
 def test_bert_tagger_with_crf(data):
-    from llmos_tf.training.tagging import train_tagger
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.training import trainer
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     model = {"architecture": "bert", "encoder": None, "num_layers": 1, "hidden_dim": 32, "num_heads": 2,
              "intermediate_dim": 64, "dropout": 0.0, "crf": True}
-    result = train_tagger(ner_config(data["root"], data["train"], data["valid"], "bert_crf", model, epochs=2), verbose=0)
+    result = trainer.train(ner_config(data["root"], data["train"], data["valid"], "bert_crf", model, epochs=2), verbose=0)
     tagger = TrainedTagger.load(result.run_dir)
     assert tagger.crf is not None and tagger.model.name == "crf_token_classifier"
     assert result.metrics["validation"]["entity_f1"] > 0.6
@@ -270,11 +270,11 @@ def test_bert_tagger_with_crf(data):
 
 def test_mixed_precision_ner_run(data):
     """mixed_bfloat16 while training: the BiLSTM computes in bfloat16, the emissions and the CRF in float32."""
-    from llmos_tf.training.tagging import train_tagger
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.training import trainer
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     cfg = ner_config(data["root"], data["train"], data["valid"], "mixed", BILSTM_CRF, epochs=1, mixed_precision="mixed_bfloat16")
-    result = train_tagger(cfg, verbose=0, profile="2,3")  # the one loop: --profile traces an NER run too
+    result = trainer.train(cfg, verbose=0, profile="2,3")  # the one loop: --profile traces an NER run too
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # only the model's construction used the policy
     assert list((result.run_dir / "plugins" / "profile").glob("*/*.xplane.pb"))
     tagger = TrainedTagger.load(result.run_dir)

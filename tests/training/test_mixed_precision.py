@@ -16,7 +16,7 @@ from tests.conftest import tiny_config_text
 
 @pytest.mark.parametrize("policy,compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
 def test_mixed_precision_training_saves_a_float32_output_model(tmp_path, tiny_data, policy, compute):
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     config = tmp_path / "tiny.yaml"
     config.write_text(tiny_config_text(tiny_data["train"], tmp_path / "runs", name=compute, epochs=3))

@@ -126,7 +126,7 @@ def uninterrupted(uninterrupted_cluster) -> pathlib.Path:
 
 def test_two_workers_train_and_only_the_chief_writes(uninterrupted_cluster, uninterrupted):
     from llmos_tf.training.distribute import scratch_dir
-    from llmos_tf.training.trained_run import TrainedRun
+    from llmos_tf.tasks.classification import TrainedRun
 
     run = TrainedRun.load(uninterrupted)
     assert run.info["replicas"] == 2

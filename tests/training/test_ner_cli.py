@@ -18,7 +18,7 @@ def test_ner_through_the_cli(tiny_ner_run, tmp_path, capsys):
     row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
     # one tag per whitespace token, and exactly the tags the run's own tagger gives that sentence
     # (a tiny 3-epoch model need not get every entity right, so the gold tags are not asserted)
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     labels = (run_dir / "labels.txt").read_text(encoding="utf-8").split()
     assert len(row["tags"]) == 6 and set(row["tags"]) <= set(labels), row

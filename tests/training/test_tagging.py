@@ -42,7 +42,7 @@ def tiny_tagger_run(tmp_path_factory) -> dict[str, object]:
     """Train once per test session (shared with tests/export/test_export_tagger.py)."""
     if "run" not in _CACHE:
         from llmos_tf.data.sample import write_sample_data
-        from llmos_tf.training.tagging import train_tagger
+        from llmos_tf.training import trainer
 
         root = tmp_path_factory.mktemp("ner")
         paths = write_sample_data(root / "data")
@@ -50,7 +50,7 @@ def tiny_tagger_run(tmp_path_factory) -> dict[str, object]:
         long = "".join(f"{'Oslo' if i % 2 else 'rain'} {'B-LOC' if i % 2 else 'O'}\n" for i in range(LONG_WORDS)) + "\n"
         train.write_text(paths["ner_train"].read_text(encoding="utf-8") + long * LONG_SENTENCES, encoding="utf-8")
         cfg = tiny_ner_config(train, root / "runs")
-        result = train_tagger(cfg, verbose=0, command="pytest")
+        result = trainer.train(cfg, verbose=0, command="pytest")
         _CACHE.update(run=result.run_dir, result=result, cfg=cfg, valid=paths["ner_valid"], train=train)
     return _CACHE
 
@@ -84,7 +84,7 @@ def test_truncated_sentences_are_counted(shared):
     from llmos_tf.data.conll import read_conll
     from llmos_tf.models import registry
     from llmos_tf.text.wordpiece import load_vocabulary
-    from llmos_tf.training.tagging import tagger_text_encoder
+    from llmos_tf.tasks.tagging_data import tagger_text_encoder
 
     cfg = shared["cfg"]
     encoder = tagger_text_encoder(registry.model_config(cfg.model), load_vocabulary(shared["run"] / "vocab.txt"), cfg.text, MAX_LENGTH)
@@ -103,7 +103,8 @@ def test_entity_f1_improves_over_an_untrained_model(shared):
     from llmos_tf.data.conll import read_conll
     from llmos_tf.models import registry
     from llmos_tf.text.wordpiece import load_vocabulary
-    from llmos_tf.training.tagging import WordTagPredictor, build_bert_tagger, evaluate_frame, tagger_text_encoder
+    from llmos_tf.tasks.tagging import build_bert_tagger
+    from llmos_tf.tasks.tagging_data import WordTagPredictor, evaluate_frame, tagger_text_encoder
 
     result, cfg = shared["result"], shared["cfg"]
     history = result.history
@@ -134,8 +135,8 @@ def test_tensorboard_has_validation_entity_f1(shared):
 
 
 def test_trained_tagger_maps_back_to_whitespace_tokens(shared):
-    from llmos_tf.training.conlleval import entity_spans
-    from llmos_tf.training.trained_tagger import TrainedTagger
+    from llmos_tf.metrics.conlleval import entity_spans
+    from llmos_tf.tasks.tagging import TrainedTagger
 
     tagger = TrainedTagger.load(shared["run"])
     sentences = [
@@ -163,7 +164,7 @@ def test_trained_tagger_maps_back_to_whitespace_tokens(shared):
 
 def test_trained_tagger_evaluate_read_and_is_tagger_run(shared, tmp_path):
     from llmos_tf.data.conll import read_conll
-    from llmos_tf.training.trained_tagger import TrainedTagger, is_tagger_run
+    from llmos_tf.tasks.tagging import TrainedTagger, is_tagger_run
 
     tagger = TrainedTagger.load(shared["run"])
     metrics = tagger.evaluate(shared["valid"])
@@ -182,7 +183,7 @@ def test_trained_tagger_evaluate_read_and_is_tagger_run(shared, tmp_path):
 
 
 def test_masked_loss_and_accuracy_ignore_minus_one():
-    from llmos_tf.training.tagging import MaskedSparseCategoricalCrossentropy, MaskedTokenAccuracy
+    from llmos_tf.tasks.tagging import MaskedSparseCategoricalCrossentropy, MaskedTokenAccuracy
 
     y_true = tf.constant([[-1, 0, 1, -1], [-1, 1, -1, -1]])
     probs = tf.constant([[[0.5, 0.5], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]],
@@ -197,22 +198,22 @@ def test_masked_loss_and_accuracy_ignore_minus_one():
 
 
 def test_bad_configs_fail_before_a_run_folder_exists(tmp_path):
-    from llmos_tf.training.tagging import train_tagger
+    from llmos_tf.training import trainer
 
     train = tmp_path / "t.conll"
     train.write_text("Anna B-PER\nsings O\n\nBob B-PER\nruns O\n\n")
     cfg = tiny_ner_config(train, tmp_path / "runs", training__monitor="val_accuracy")
     with pytest.raises(ConfigError, match="training.monitor.*val_entity_f1"):
-        train_tagger(cfg)
+        trainer.train(cfg)
     cfg = tiny_ner_config(train, tmp_path / "runs", data__format="csv")
     with pytest.raises(ConfigError, match="data.format"):
-        train_tagger(cfg)
+        trainer.train(cfg)
     assert not (tmp_path / "runs").exists()
 
 
 def test_shipped_ner_configs_validate():
     from llmos_tf.config import load_config
-    from llmos_tf.training.tagging import NER_MONITORS
+    from llmos_tf.tasks.tagging import NER_MONITORS
 
     root = pathlib.Path(__file__).resolve().parents[2] / "configs"
     for name in ("sample_ner.yaml", "conll03_ner.yaml"):

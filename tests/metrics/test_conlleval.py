@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from llmos_tf.training.conlleval import conlleval, entity_spans, format_report, per_type_frame, split_tag
+from llmos_tf.metrics.conlleval import conlleval, entity_spans, format_report, per_type_frame, split_tag
 
 
 def test_split_tag_like_perl():
