@@ -206,7 +206,7 @@ class Run:
         return self._loaded
 
     def _head_args(self, head: str | None) -> tuple:
-        if self.task_class.has_heads:
+        if self.task_class.kind.has_heads:
             return (head,)
         if head is not None:
             raise ConfigError(f"head={head!r}: only a multitask run has heads; {self.run_dir} is a {self.task} run")
@@ -228,11 +228,11 @@ class Run:
 
     def evaluate(self, data: str | pathlib.Path | pd.DataFrame, head: str | None = None) -> Evaluation:
         """Metrics on a labelled file (CoNLL for NER runs) or a frame of ``text``/``label`` (``tokens``/``tags``)."""
-        task = self.task_class
-        if isinstance(data, pd.DataFrame) and task.data_format == "table":
+        kind = self.task_class.kind
+        if isinstance(data, pd.DataFrame) and kind.data_format in ("table", "per_head"):  # per_head too: the frame is checked for its columns first
             data = _labelled_frame(data)
         metrics = self.model.evaluate(data, *self._head_args(head))
-        return Evaluation(metrics, task=self.model.tasks[head] if task.has_heads else self.task)  # a head's metrics are its task's
+        return Evaluation(metrics, task=self.model.tasks[head] if kind.has_heads else self.task)  # a head's metrics are its task's
 
     def explain(self, texts: str | Sequence[str], label: str | None = None, steps: int = 32):
         """Word attributions (integrated gradients) for the predicted class, or ``label``: a DataFrame
@@ -241,11 +241,12 @@ class Run:
         :func:`llmos_tf.explain.entity_frame.explain_tagger` (``label`` does not apply)."""
         from llmos_tf.explain.explanations import explain_run
 
-        if self.task == "ner":  # one row per (predicted entity, word): llmos_tf.explain.entity_frame
+        explains = self.task_class.kind.explains
+        if explains == "entities":  # one row per (predicted entity, word): llmos_tf.explain.entity_frame
             from llmos_tf.explain.entity_frame import explain_tagger
 
             return explain_tagger(self.model, [texts] if isinstance(texts, str) else list(texts), steps=steps)
-        if self.task != "classification":
+        if explains is None:
             from llmos_tf.errors import RunError
 
             raise RunError(f"{self.run_dir}: a {self.task} run; Run.explain covers sentence classifiers and NER taggers")

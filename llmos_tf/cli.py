@@ -25,6 +25,7 @@ import textwrap
 from typing import Any, Sequence
 
 from llmos_tf.model_ref import ModelRef, resolve_model  # noqa: F401  (re-exported: llmos_tf.cli.resolve_model)
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.cli_common import (  # noqa: F401  (shared with the command modules; the old private names stay)
     CONLL_SUFFIXES,
     STRATEGIES,
@@ -107,28 +108,29 @@ def _add_evaluate(sub) -> None:
 
 def _evaluate_metrics(args, ref: ModelRef) -> dict[str, Any]:
     """Read the data (no TensorFlow yet: a wrong column fails fast), then load the model and score it."""
+    data_format = task_kind(ref.task).data_format
     if ref.is_savedmodel:
         from llmos_tf.serving.local import LocalSavedModel
 
-        if ref.task == "ner" or (ref.task is None and _is_conll(args.data)):
+        if data_format == "conll" or (ref.task is None and _is_conll(args.data)):  # a card without a task: the file says
             from llmos_tf.data.conll import read_conll
 
             frame = read_conll(args.data)
             return _trust().evaluate_tagger(args, ref, frame)  # one prediction: conlleval, --robustness
-        if ref.task == "multitask":  # which data format depends on the head's signature
+        if data_format == "per_head":  # which data format depends on the head's signature
             model = LocalSavedModel.load(ref.path, args.head)
-            if model.task == "ner":
+            if task_kind(model.task).data_format == "conll":
                 from llmos_tf.data.conll import read_conll
 
                 return model.evaluate_conll(read_conll(args.data))
             return model.evaluate_table(_read_table(args.data, args.text_column, args.label_column, labelled=True))
         frame = _read_table(args.data, args.text_column, args.label_column, labelled=True)
         return _trust().evaluate_classifier(args, ref, frame)  # one prediction: metrics, ECE, --robustness
-    if ref.task == "multitask":
+    if data_format == "per_head":
         from llmos_tf.tasks.multitask import TrainedMultitask
 
         return TrainedMultitask.load(ref.path).evaluate(args.data, args.head)
-    if ref.task == "ner":
+    if data_format == "conll":
         from llmos_tf.data.conll import read_conll
 
         return _trust().evaluate_tagger(args, ref, read_conll(args.data))

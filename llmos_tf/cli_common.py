@@ -13,6 +13,7 @@ import textwrap
 from typing import Any, Sequence
 
 from llmos_tf.model_ref import ModelRef
+from llmos_tf.task_kinds import task_kind  # a task's facts without TensorFlow: these checks run before it is imported
 
 # tf.distribute strategies `llmos train --strategy` accepts (llmos_tf.training.distribute.STRATEGIES,
 # repeated here so a wrong name is refused before TensorFlow is imported)
@@ -105,9 +106,9 @@ def check_column_flags(args, ref: ModelRef) -> None:
     given = [f"--{k}" for k in ("text_column", "label_column") if getattr(args, k, None)]
     if not given:
         return
-    # task names as strings: this check runs before TensorFlow is imported (the task registry imports it)
-    if ref.task == "ner":
+    data_format = task_kind(ref.task).data_format
+    if data_format == "conll":
         raise ConfigError(f"{' and '.join(given)}: {ref.path} is a tagger; it reads CoNLL files (token and tag per line), which have no columns")
-    if ref.task == "multitask" and ref.kind == "run":
+    if data_format == "per_head" and ref.kind == "run":
         raise ConfigError(f"{' and '.join(given)}: not supported for a multitask run ({ref.path}); name the columns text and label, "
                           "or evaluate its export (saved_models/<name>/<version> --head HEAD)")

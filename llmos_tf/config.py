@@ -7,10 +7,11 @@ checker is :mod:`llmos_tf.schema`, shared with the model registry). The
 ``model`` section is checked against the schema of the chosen architecture,
 which each architecture registers in :mod:`llmos_tf.models.registry`.
 
-The task names here (``TASKS``, ``HEAD_TASKS``) are what a config may say;
-the task classes that run them are registered in :mod:`llmos_tf.tasks` (a test
-checks the two agree). This module sits below the tasks (they import it), so
-the few per-task config rules stay here rather than asking the registry.
+The task names a config may say (``TASKS``, ``HEAD_TASKS``) come from the table
+of task kinds (:mod:`llmos_tf.task_kinds`, no TensorFlow); the task classes that
+run them are registered in :mod:`llmos_tf.tasks` (a test checks the two agree).
+This module sits below the tasks (they import it), so the few per-task config
+rules stay here and read the kinds' facts rather than asking the registry.
 
 Why one module of ~400 lines: the dataclasses, their cross-field checks and
 the YAML loading/dumping are one schema; split, a rule would live away from
@@ -36,6 +37,7 @@ import yaml
 from llmos_tf.errors import ConfigError
 from llmos_tf.schema import build
 from llmos_tf.schema import did_you_mean  # noqa: F401  (re-exported: config.did_you_mean)
+from llmos_tf.task_kinds import KINDS, task_kind
 
 
 @dataclass
@@ -134,8 +136,8 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-TASKS = ("classification", "ner", "multitask")
-HEAD_TASKS = ("classification", "ner")
+TASKS = tuple(kind.name for kind in KINDS if kind.configurable)  # classification, ner, multitask
+HEAD_TASKS = tuple(kind.name for kind in KINDS if kind.multitask_head)  # classification, ner
 # per-head validation metrics a multitask run logs as val_<head>_<metric>; the first is the head's main metric
 HEAD_METRICS = {"classification": ("accuracy", "macro_f1"), "ner": ("entity_f1", "entity_precision", "entity_recall")}
 
@@ -149,7 +151,7 @@ def multitask_monitors(heads: Sequence[HeadConfig]) -> list[str]:
     classification head, as they did before NER heads.
     """
     out = ["val_score"]
-    if all(h.task == "classification" for h in heads):
+    if all(task_kind(h.task).predicts == "label" for h in heads):
         out += ["val_accuracy", "val_macro_f1"]
     return out + [f"val_{h.name}_{m}" for h in heads if h.task in HEAD_METRICS for m in HEAD_METRICS[h.task]]
 
@@ -295,7 +297,7 @@ def _validated(tree: dict[str, Any]) -> RunConfig:
     cfg.data.label_names = _label_names(cfg.data.label_names, "data.label_names")
     for i, head in enumerate(cfg.heads):
         head.label_names = _label_names(head.label_names, f"heads[{i}].label_names")
-    if cfg.task not in TASKS:
+    if cfg.task not in TASKS:  # the name itself is what is checked (TASKS: the configurable kinds)
         raise ConfigError(f"task: unknown task {cfg.task!r}; valid tasks: {', '.join(TASKS)}")
     from llmos_tf.models import registry  # validates against schemas only: TensorFlow is not imported
 
@@ -320,13 +322,14 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise ConfigError(f"training.mixed_precision: unknown policy {t.mixed_precision!r}; valid: float32, mixed_float16, mixed_bfloat16")
     if t.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"training.optimizer: unknown optimizer {t.optimizer!r}; valid: adam, adamw, sgd")
-    if d.label_names and cfg.task != "classification":
-        per_head = "; name a head's labels with heads[i].label_names" if cfg.task == "multitask" else ""
+    kind = task_kind(cfg.task)
+    if d.label_names and kind.predicts != "label":
+        per_head = "; name a head's labels with heads[i].label_names" if kind.has_heads else ""
         raise ConfigError(f"data.label_names: only used with task: classification (task is {cfg.task!r}){per_head}")
     cfg.training.augment = check_augment(t.augment, task=cfg.task) or None
-    if cfg.model.get("crf") and cfg.task != "ner":
+    if cfg.model.get("crf") and kind.predicts != "word_tags":
         raise ConfigError(f"model.crf: a CRF decodes tag sequences; it needs task: ner (task is {cfg.task!r})")
-    if cfg.task == "multitask":
+    if kind.has_heads:
         names = [h.name for h in cfg.heads]
         if len(names) < 2:
             raise ConfigError("heads: a multitask run needs at least two heads (name, train, ...)")
@@ -347,13 +350,13 @@ def _check_ranges(cfg: RunConfig) -> None:
 
 def _check_head(i: int, head: HeadConfig) -> None:
     where = f"heads[{i}]"
-    if head.task not in HEAD_TASKS:
+    if head.task not in HEAD_TASKS:  # the name itself (HEAD_TASKS: the kinds a head may be)
         raise ConfigError(f"{where}.task: unknown head task {head.task!r} for head {head.name!r}; valid: {', '.join(HEAD_TASKS)}")
     if not head.train:
         raise ConfigError(f"{where}.train: no training file for head {head.name!r}")
     if head.loss_weight < 0 or head.sampling_rate <= 0:
         raise ConfigError(f"{where}: loss_weight must be >= 0 and sampling_rate > 0")
-    if head.task == "ner":
+    if task_kind(head.task).data_format == "conll":
         if head.format not in (None, "conll"):
             raise ConfigError(f"{where}.format: ner head {head.name!r} reads CoNLL files; got format {head.format!r} (use conll or leave it unset)")
         for key in ("text_column", "label_column", "label_names"):
@@ -374,7 +377,7 @@ def check_augment(augment: Any, where: str = "training.augment", task: str = "cl
         return {}
     if not isinstance(augment, Mapping):
         raise ConfigError(f"{where}: expected a mapping of perturbation -> rate, e.g. {{typo: 0.1}}; got {augment!r}", key=where)
-    if task != "classification":
+    if task_kind(task).predicts != "label":
         raise ConfigError(f"{where}: perturbed copies of training texts are made for task: classification only (task is {task!r})", key=where)
     out = {}
     for kind, rate in augment.items():

@@ -10,6 +10,7 @@ import textwrap
 
 from llmos_tf.cli_common import check_column_flags as _check_column_flags, read_sentences as _read_sentences, read_table as _read_table, warn as _warn
 from llmos_tf.model_ref import ModelRef, resolve_model
+from llmos_tf.task_kinds import task_kind
 
 
 def add_predict_parser(sub) -> None:
@@ -46,10 +47,9 @@ def _gather_texts(args, ref: ModelRef | None, run_config=None) -> list[str]:
     """Texts from the command line and ``--data``; warns about empty ones on stderr."""
     texts = list(args.texts)
     if args.data:
-        # task names as strings on purpose: this runs before TensorFlow is imported (the task registry imports it),
-        # so that a wrong file or column answers at once; ref.task is read from run.json / assets/llmos.json
-        tagger = ref is not None and ref.task == "ner"
-        if tagger:
+        # before TensorFlow is imported (task_kinds, not the task registry), so that a wrong file or column
+        # answers at once; ref.task is read from run.json / assets/llmos.json
+        if ref is not None and task_kind(ref.task).data_format == "conll":  # a tagger: CoNLL or one sentence per line
             texts += _read_sentences(args.data)
         else:
             default = run_config.data.text_column if run_config is not None else None
@@ -83,12 +83,13 @@ def _cmd_predict(args) -> int:
     if args.text_column:
         _check_column_flags(args, ref)
     run_config = None
-    if ref.kind == "run" and ref.task == "classification":  # strings, not the registry: still before TensorFlow (see _gather_texts)
+    data_format = task_kind(ref.task).data_format  # still before TensorFlow (see _gather_texts)
+    if ref.kind == "run" and data_format == "table":  # the run's config names its text column
         from llmos_tf.config import load_config
         from llmos_tf.training import artifacts
 
         run_config = load_config(ref.path / artifacts.CONFIG_FILE)
-    if ref.kind == "run" and ref.task == "multitask":  # its file format depends on the head: the run reads it
+    if ref.kind == "run" and data_format == "per_head":  # its file format depends on the head: the run reads it
         run = _load_predictor(ref, args.head)
         texts = _checked_texts(list(args.texts) + (run.read_unlabelled(args.data) if args.data else []))
         frame = run.predict(texts, head=args.head)

@@ -80,7 +80,7 @@ def train_summary_rows(result) -> list[tuple[str, Any]]:
 
     task = task_class(result.info.get("task", "classification"), every=True)
     rows += [(f"val {name}", _fmt(val[k])) for k, name in task.summary_metrics if k != "examples" and k in val]
-    if task.has_heads:
+    if task.kind.has_heads:
         for head, m in val.get("heads", {}).items():
             if "entity_f1" in m:
                 rows.append((f"val entity F1 [{head}]", _fmt(m["entity_f1"])))

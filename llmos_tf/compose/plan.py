@@ -18,6 +18,7 @@ import numpy as np
 
 from llmos_tf.compose.refs import VersionRef, resolve_version
 from llmos_tf.errors import ConfigError, DataError, RunError
+from llmos_tf.task_kinds import task_kind
 
 MATRIX_DTYPES = ("float32", "int8")
 COMBINERS = ("weighted_average", "stacking")
@@ -59,7 +60,7 @@ def plan_ensemble(members: Sequence[str], *, weights: Sequence[float] | None = N
         raise ConfigError(f"--fit: expected one of {', '.join(COMBINERS)}, got {fit!r}")
     refs = [resolve_version(m) for m in members]
     for ref in refs:
-        if ref.task not in (None, "classification") or ref.labels is None:
+        if task_kind(ref.task).predicts != "label" or ref.labels is None:
             raise RunError(f"--member {ref.spec}: {ref.version_dir} is not a sentence classifier "
                            f"(task {ref.task!r}{', no assets/labels.txt' if ref.labels is None else ''}); ensembles combine classifiers' probabilities")
     first = refs[0]

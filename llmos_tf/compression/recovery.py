@@ -42,6 +42,7 @@ import numpy as np
 
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.errors import RunError
+from llmos_tf.task_kinds import task_kind
 
 CHECK_TEXTS = (
     "a gripping , beautifully acted film", "the plot is thin and the jokes fall flat", "hello",
@@ -196,7 +197,7 @@ def _build_model(cfg, vocabulary: list[str], labels: list[str], max_length: int)
     from llmos_tf.models import registry
 
     model_cfg = registry.model_config(cfg.model)
-    if cfg.task == "ner":
+    if task_kind(cfg.task).predicts == "word_tags":
         from llmos_tf.tasks.tagging import build_bert_tagger
 
         return build_bert_tagger(model_cfg, vocabulary, len(labels), max_length)
@@ -252,7 +253,7 @@ def _write_run(run_dir: pathlib.Path, cfg, vocabulary: list[str], labels: list[s
         "task": cfg.task, "architecture": cfg.architecture, "metrics": card.get("metrics", {}), "data": card.get("data", {}),
         "parameters": card.get("parameters"), "command": card.get("training_command"), "recovered": facts,
     }
-    if cfg.task == "ner":
+    if task_kind(cfg.task).predicts == "word_tags":  # a tagger's run.json records max_length (as TaggingTask.run_info)
         info["max_length"] = max_length
     artifacts.finish_run(run_dir, model, card.get("metrics", {}), info)
 

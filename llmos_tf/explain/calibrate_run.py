@@ -77,11 +77,12 @@ def calibrate_run(run_dir: str | pathlib.Path, data: str | None = None, bins: in
     Refused before any write when the run is not a sentence classifier. A run calibrated
     before is calibrated again from its current model (the recorded temperature is the product)."""
     from llmos_tf.model_ref import resolve_model
+    from llmos_tf.task_kinds import task_kind
     from llmos_tf.training import artifacts
     from llmos_tf.training.evaluation import figure_to_png
 
     ref = resolve_model(str(run_dir), flag="--run")
-    if ref.is_savedmodel or ref.task not in (None, "classification"):
+    if ref.is_savedmodel or not task_kind(ref.task).calibrates:
         raise RunError(f"--run {run_dir}: calibrate takes a sentence-classification run folder (an export or a {ref.task} run cannot be refitted)")
     from llmos_tf.tasks.classification import TrainedRun
 

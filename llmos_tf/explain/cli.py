@@ -56,11 +56,13 @@ def _cmd_explain(args) -> int:
         frame, method = occlusion_explain(args.server, args.model, args.texts), "occlusion"
     else:
         from llmos_tf.model_ref import resolve_model
+        from llmos_tf.task_kinds import task_kind
 
         ref = resolve_model(args.model, for_server=True)
-        if ref.task == "ner":
+        explains = task_kind(ref.task).explains
+        if explains == "entities":
             return _explain_tagger(args, ref)
-        if ref.task not in (None, "classification"):
+        if explains is None:
             raise RunError(f"--model {args.model}: a {ref.task} model; explain covers sentence classifiers and NER taggers (runs and exports)")
         if ref.is_savedmodel:
             if args.label:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from llmos_tf.errors import DataError, RunError
+from llmos_tf.task_kinds import task_kind
 
 DEFAULT_SIGNATURE = "serving_default"
 CHUNK = 256  # texts per signature call: bounds memory on long files
@@ -103,7 +104,7 @@ class LocalSavedModel:
             parts.append(self.servable.run(self.signature, {"text": batch}))
         if not parts:
             return {}
-        if self.task == "ner":  # tags are padded to each call's longest sentence
+        if task_kind(self.task).predicts == "word_tags":  # tags are padded to each call's longest sentence
             width = max(p["tags"].shape[1] for p in parts)
             for p in parts:
                 p["tags"] = np.pad(p["tags"], [(0, 0), (0, width - p["tags"].shape[1])], constant_values=b"")
@@ -113,7 +114,7 @@ class LocalSavedModel:
         """Classifier: ``text, label, probability``; tagger: ``text, tokens, tags, entities`` (one tag per
         whitespace token; entities ``{type, text, start, end}`` in token offsets, as a tagger run predicts)."""
         texts = [str(t) for t in texts]
-        if self.task == "ner":
+        if task_kind(self.task).predicts == "word_tags":
             from llmos_tf.metrics.conlleval import entity_spans
 
             tokens = [t.split() for t in texts]

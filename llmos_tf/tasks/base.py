@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Sequence
 
 from llmos_tf.config import RunConfig
 from llmos_tf.errors import ConfigError
+from llmos_tf.task_kinds import TaskKind, task_kind
 
 
 @dataclasses.dataclass
@@ -62,22 +63,21 @@ class Task(abc.ABC):
     * ``write_graph`` – whether TensorBoard gets the model graph;
     * ``summary_metrics`` – ``(metric key, display name)`` headline figures of an evaluation (``llmos train``'s
       table, ``Evaluation.summary``);
-    * ``data_format`` – what ``evaluate(path)`` reads: ``table`` (csv, tsv, ...), ``conll`` or ``text``;
-    * ``has_heads`` – whether ``predict``/``evaluate`` take a ``head`` (multitask);
-    * ``from_config`` – whether a run config's ``task:`` may name it (pretraining is built from
-      ``llmos pretrain``'s flags instead; :func:`registered` lists only the config tasks).
+    * ``kind`` – the task's :class:`~llmos_tf.task_kinds.TaskKind` (``task_kind(name)``), the facts that hold
+      before TensorFlow is imported: ``data_format`` (what ``evaluate(path)`` reads), ``has_heads`` (whether
+      ``predict``/``evaluate`` take a ``head``), ``configurable`` (whether a run config's ``task:`` may name
+      it; pretraining is built from ``llmos pretrain``'s flags, and :func:`registered` lists only the config
+      tasks), what it predicts, explains and whether it calibrates.
     """
 
     name: ClassVar[str]
+    kind: ClassVar[TaskKind]  # task_kind(name), set by each subclass
     hparam_metrics: ClassVar[tuple[tuple[str, str], ...]] = (
         ("epoch_accuracy", "val accuracy"), ("epoch_loss", "val loss"), ("epoch_macro_f1", "val macro-F1"))
     multi_worker: ClassVar[str | None] = None
     resumable: ClassVar[bool] = True
     write_graph: ClassVar[bool] = True
-    from_config: ClassVar[bool] = True
     summary_metrics: ClassVar[tuple[tuple[str, str], ...]] = (("examples", "examples"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
-    data_format: ClassVar[str] = "table"
-    has_heads: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -185,7 +185,9 @@ _TASKS: dict[str, type[Task]] = {}
 
 
 def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make ``cls`` what ``task: <cls.name>`` runs."""
+    """Class decorator: make ``cls`` what ``task: <cls.name>`` runs (its ``kind`` must be that name's)."""
+    if getattr(cls, "kind", None) is not task_kind(cls.name):
+        raise TypeError(f"{cls.__name__}.kind must be task_kind({cls.name!r}) (llmos_tf.task_kinds)")
     _TASKS[cls.name] = cls
     return cls
 
@@ -193,7 +195,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 def registered(every: bool = False) -> dict[str, type[Task]]:
     """Task name -> class, of the tasks imported so far (see :mod:`llmos_tf.tasks`): the ones a config's
     ``task:`` may name, or with ``every`` also those built otherwise (pretraining), whose runs load too."""
-    return {name: cls for name, cls in _TASKS.items() if every or cls.from_config}
+    return {name: cls for name, cls in _TASKS.items() if every or cls.kind.configurable}
 
 
 def task_class(name: str, where: str = "task", every: bool = False) -> type[Task]:

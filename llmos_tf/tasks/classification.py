@@ -29,6 +29,7 @@ from llmos_tf.data.labels import LabelMap
 from llmos_tf.data.pipeline import BatchingPlan, count_batches, make_dataset, token_lengths
 from llmos_tf.data.readers import read_labelled_table, read_texts
 from llmos_tf.errors import DataError, RunError
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.tasks.base import Task, TaskInputs, register_task
 from llmos_tf.training import artifacts
 from llmos_tf.training.evaluation import classification_metrics
@@ -41,6 +42,7 @@ class ClassificationTask(Task):
     """Sentence classification with the ``model.architecture`` classifier (see the module docstring)."""
 
     name = "classification"
+    kind = task_kind(name)
 
     def prepare_data(self):
         from llmos_tf.data.prepare import prepare_classification_data

@@ -38,6 +38,7 @@ from llmos_tf.data.labels import LabelMap
 from llmos_tf.data.pipeline import BatchingPlan, make_dataset
 from llmos_tf.errors import ConfigError, RunError
 from llmos_tf.models import registry
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.tasks.base import Task, TaskInputs, register_task
 from llmos_tf.tasks.multitask_heads import (
     CLASSIFICATION,
@@ -62,7 +63,7 @@ class MultitaskTask(Task):
     """One shared BERT encoder with a head per ``heads:`` entry (see the module docstring)."""
 
     name = MULTITASK
-    has_heads = True
+    kind = task_kind(name)
     summary_metrics = (("score", "score"), ("accuracy", "accuracy"), ("macro_f1", "macro-F1"))  # score: mean of the heads' main metrics; each head evaluates as its own task
     multi_worker = "multi-worker training is implemented for classification runs (each head validates on every worker)"
 
@@ -241,7 +242,7 @@ class TrainedMultitask:
     def predict(self, texts: Sequence[str], head: str | None = None) -> pd.DataFrame:
         """Classification: ``text, label, probability``; NER: ``text, tokens, tags, entities``."""
         head = self._head(head)
-        if self.tasks[head] == NER:
+        if task_kind(self.tasks[head]).predicts == "word_tags":
             from llmos_tf.metrics.conlleval import entity_spans
 
             from llmos_tf.text.alignment import split_words
@@ -259,7 +260,7 @@ class TrainedMultitask:
     def evaluate(self, path: str | pathlib.Path, head: str | None = None) -> dict[str, Any]:
         """Classification heads: accuracy, macro-F1, per class; NER heads: conlleval on a CoNLL file."""
         head = self._head(head)
-        if self.tasks[head] == NER:
+        if task_kind(self.tasks[head]).data_format == "conll":
             from llmos_tf.data.conll import read_conll
             from llmos_tf.tasks.tagging_data import evaluate_frame
 

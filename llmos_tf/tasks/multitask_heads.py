@@ -41,6 +41,7 @@ from llmos_tf.data.labels import LabelMap
 from llmos_tf.data.pipeline import BatchingPlan, count_batches, make_dataset, token_lengths
 from llmos_tf.data.prepare import PreparedData, prepare_classification_data
 from llmos_tf.models.bert import PACKAGE
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.text.alignment import IGNORE_LABEL
 from llmos_tf.training.evaluation import classification_metrics
 from llmos_tf.tasks.classification import ClassificationTask
@@ -90,7 +91,7 @@ def build_multitask_model(encoder, heads: dict[str, int], *, tasks: dict[str, st
     pooled = sequence = None
     probs = {}
     for name, n in heads.items():
-        if tasks.get(name, CLASSIFICATION) == NER:
+        if task_kind(tasks.get(name, CLASSIFICATION)).predicts == "word_tags":
             if sequence is None:
                 sequence = tf_keras.layers.Dropout(dropout, name="token_dropout")(outputs["sequence_output"])
             x = sequence
@@ -139,7 +140,7 @@ def with_head(name: str, tasks: dict[str, str]):
             own = head == name
             if own:
                 labels[head] = tf.cast(y, tf.int32)
-            elif task == NER:
+            elif task_kind(task).predicts == "word_tags":
                 labels[head] = tf.fill(tf.stack([batch, length]), tf.constant(IGNORE_LABEL, tf.int32))
             else:
                 labels[head] = tf.zeros(tf.stack([batch]), tf.int32)
@@ -271,7 +272,7 @@ def prepare_heads(cfg: RunConfig) -> list[Head]:
     heads: list[Head] = []
     for i, head in enumerate(cfg.heads):
         data_cfg = _head_data_config(cfg, head)
-        if head.task == NER:
+        if task_kind(head.task).predicts == "word_tags":
             heads.append(NerHead(head.name, prepare_tagging_data(data_cfg, cfg.seed)))
         else:
             heads.append(ClassificationHead(head.name, prepare_classification_data(data_cfg, cfg.seed, names_key=f"heads[{i}].label_names")))
@@ -286,7 +287,7 @@ def validation_logs(per_head: dict[str, dict[str, Any]], tasks: dict[str, str]) 
     every head classifies, ``val_accuracy`` / ``val_macro_f1`` (means over heads, as before NER heads)."""
     logs = {f"val_{head}_{m}": float(metrics[m]) for head, metrics in per_head.items() for m in HEAD_METRICS[tasks[head]]}
     logs["val_score"] = float(np.mean([per_head[h][main_metric(tasks[h])] for h in per_head]))
-    if all(t == CLASSIFICATION for t in tasks.values()):
+    if all(task_kind(t).predicts == "label" for t in tasks.values()):
         for m in ("accuracy", "macro_f1"):
             logs[f"val_{m}"] = float(np.mean([per_head[h][m] for h in per_head]))
     return logs

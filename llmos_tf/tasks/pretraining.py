@@ -19,8 +19,8 @@ sparse cross-entropy averaged over the real masked positions (``mask_weights``).
 
 Unlike the other tasks it is not named by a run config's ``task:`` (its corpus
 is a list of plain-text files and its product an encoder folder, which
-:class:`~llmos_tf.config.RunConfig` does not describe), so it registers with
-``from_config = False``: ``load_trained`` knows its runs, ``get_task`` does not.
+:class:`~llmos_tf.config.RunConfig` does not describe), so its kind is not
+``configurable`` (:mod:`llmos_tf.task_kinds`): ``load_trained`` knows its runs, ``get_task`` does not.
 
 Example::
 
@@ -45,6 +45,7 @@ import yaml
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.config import DataConfig, RunConfig, TextConfig, TrainingConfig
 from llmos_tf.errors import ConfigError, RunError
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.tasks.base import Task, TaskInputs, register_task
 from llmos_tf.tasks.pretraining_data import Corpus, make_mask_generator, mask_selection_length, mlm_dataset, read_corpus
 from llmos_tf.tasks.pretraining_model import MaskedLMPretrainer, learn_corpus_vocabulary, new_encoder
@@ -120,9 +121,8 @@ class PretrainingTask(Task):
     """MLM pretraining of a BERT encoder (see the module docstring)."""
 
     name = "pretraining"
-    from_config = False
+    kind = task_kind(name)  # not configurable: built from `llmos pretrain`'s flags
     summary_metrics = (("mlm_loss", "MLM loss"),)
-    data_format = "text"
     hparam_metrics = (("epoch_loss", "train MLM loss"),)
     multi_worker = ("the encoder folder is exported by the process that trains, and `llmos pretrain` has no worker roles; "
                     "multi-worker training is implemented for classification runs")

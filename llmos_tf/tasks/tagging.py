@@ -39,6 +39,7 @@ from llmos_tf.data.labels import LabelMap
 from llmos_tf.data.pipeline import BatchingPlan, count_batches
 from llmos_tf.errors import ConfigError, DataError
 from llmos_tf.models.bert import PACKAGE
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.tasks.base import Task, TaskInputs, register_task
 from llmos_tf.tasks.classification import load_keras_model
 from llmos_tf.tasks.tagging_data import (
@@ -165,9 +166,9 @@ class TaggingTask(Task):
     """Token classification with the ``model.architecture`` tagger (see the module docstring)."""
 
     name = NER_TASK
+    kind = task_kind(name)
     summary_metrics = (("examples", "examples"), ("entity_precision", "entity precision"), ("entity_recall", "entity recall"),
                        ("entity_f1", "entity f1"), ("token_accuracy", "token accuracy"))  # as `llmos train` printed them
-    data_format = "conll"
     hparam_metrics = (("epoch_entity_f1", "val entity-F1"), ("epoch_token_accuracy", "val token accuracy"), ("epoch_loss", "val loss"))
     multi_worker = "multi-worker training is implemented for classification runs (the entity-F1 validation tags on every worker)"
 
