@@ -163,7 +163,8 @@ def check_01_quickstart(nb, probe, overrides):
     comparison = probe["comparison"]
     assert set(comparison["test accuracy"]) == {"BiLSTM", "BERT"}
     assert 0.75 <= comparison["test accuracy"]["BiLSTM"] <= 1.0, comparison  # the sample data is learnable
-    assert 0.5 <= comparison["test accuracy"]["BERT"] <= 1.0, comparison
+    # the tiny BERT at the suite's 2 epochs reaches 0.675 on the 120 test texts (measured): above chance, not only "ran"
+    assert 0.6 <= comparison["test accuracy"]["BERT"] <= 1.0, comparison
     assert probe["labels"][:2] == ["positive", "negative"]  # BiLSTM on a clearly positive and a clearly negative text
     (evaluation,) = tagged(nb, "evaluation")
     page = mime_outputs(evaluation, "text/html")[0]
@@ -174,8 +175,8 @@ def check_02_compression(nb, probe, overrides):
     rows = {r["variant"]: r for r in probe["rows"]}
     assert set(rows) == {"dense", "pruned"} | {f"pruned_{mode}" for mode in probe["QUANTIZE"]}, sorted(rows)
     assert rows["pruned"]["sparsity"] == pytest.approx(probe["TARGET_SPARSITY"], abs=0.01)
-    for row in rows.values():
-        assert 0.5 <= row["accuracy"] <= 1.0, row
+    for row in rows.values():  # measured at the suite's sizes: dense 0.806, pruned and pruned_dynamic 0.875
+        assert 0.7 <= row["accuracy"] <= 1.0, row
     assert rows["pruned"]["gzip_bytes"] < rows["dense"]["gzip_bytes"]  # most weights are zeros
     for mode in probe["QUANTIZE"]:
         quantized = rows[f"pruned_{mode}"]
@@ -211,7 +212,8 @@ def check_04_tensorboard(nb, probe, overrides):
     for row in rows.values():
         assert row["architecture"] in {"bilstm", "bert"}
         if row.get("validation epoch_accuracy") == row.get("validation epoch_accuracy"):  # NaN for a tagger
-            assert 0.5 <= row["validation epoch_accuracy"] <= 1.0, row
+            # measured at the suite's sizes: 0.64 (01's tiny BERT) to 0.81 after 01 and 02; 0.74 and 0.81 run alone
+            assert 0.6 <= row["validation epoch_accuracy"] <= 1.0, row
     for row in probe["inventory"]:
         assert row["hparams"] and row["pr_curves"] == 2 and "confusion_matrix" in row["images"], row
         if row["run"] != "sample_distilled":  # `llmos distill` runs log no Projector embeddings (yet)
