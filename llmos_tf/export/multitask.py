@@ -14,6 +14,12 @@ Every head becomes a signature named after it, taking ``text`` tf.string
 signature (and TF Serving's defaults) get that head. A client picks another head
 with ``model_spec.signature_name`` (gRPC) or ``"signature_name"`` (REST).
 
+Each head is explained too, as single-task versions are: ``explain_<head>`` gives
+that head's ``explain`` outputs (integrated gradients of the predicted class for a
+classification head, per-entity attributions for an NER head; see
+:mod:`llmos_tf.explain.attributions` and :mod:`llmos_tf.explain.entities`), and
+``explain`` is the first head's, matching ``serving_default``.
+
 The weights are saved once: one :class:`MultitaskServingModule` holds the Keras
 model, and each head's signature runs a view of it (the same layers). Assets:
 ``labels_<head>.txt`` per head, ``labels.txt`` = the first head's (for tools that
@@ -43,13 +49,20 @@ from llmos_tf.data.labels import LabelMap
 from llmos_tf.errors import RunError
 from llmos_tf.export.base import WARMUP_TEXTS, ServingExport, write_version
 from llmos_tf.export.layout import version_target
-from llmos_tf.export.signatures import ClassifierServingModule
+from llmos_tf.export.signatures import EXPLAIN, ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
+from llmos_tf.export.tagger import EXPLAIN_OUTPUTS as TAGGER_EXPLAIN_OUTPUTS
 from llmos_tf.tasks.multitask import MULTITASK
 from llmos_tf.tasks.multitask_heads import CLASSIFICATION, NER, head_model
 
 DEFAULT_SIGNATURE = "serving_default"
 OUTPUTS = {CLASSIFICATION: ("probabilities", "label", "class_id"), NER: ("tags", "token_count")}
+EXPLAIN_OUTPUTS = {CLASSIFICATION: ("tokens", "attributions", "label", "class_id", "probability"), NER: TAGGER_EXPLAIN_OUTPUTS}
+
+
+def explain_signature(head: str) -> str:
+    """The name of ``head``'s explain signature in a multitask version (``explain`` itself is the first head's)."""
+    return f"{EXPLAIN}_{head}"
 
 
 class MultitaskServingModule(tf.Module):
@@ -65,15 +78,21 @@ class MultitaskServingModule(tf.Module):
         for name, labels in heads.items():
             view = head_model(model, name)
             if tasks[name] == NER:
-                # no per-entity `explain` on multitask versions yet: not traced, not saved (one signature per head)
-                self.heads[name] = TaggerServingModule(tokenizer.encoder, view, labels.names, explain=False)
+                self.heads[name] = TaggerServingModule(tokenizer.encoder, view, labels.names)
             else:
                 self.heads[name] = ClassifierServingModule(tokenizer, view, labels.names, max_length, features=bert_features)
 
     def signatures(self) -> dict:
-        """``{head: its serve function}`` plus ``serving_default`` = the first head."""
+        """``{head: its serve function}`` plus ``serving_default`` = the first head; ``explain_<head>`` per head
+        whose model has a token embedding to attribute, plus ``explain`` = the first head's."""
         out = {name: self.heads[name].serve for name in self.head_names}
         out[DEFAULT_SIGNATURE] = out[self.head_names[0]]
+        for name in self.head_names:
+            if getattr(self.heads[name], "explainer", None) is not None:
+                out[explain_signature(name)] = self.heads[name].explain
+        first = explain_signature(self.head_names[0])
+        if first in out:
+            out[EXPLAIN] = out[first]
         return out
 
 
@@ -87,6 +106,9 @@ def _verify(saved_dir: pathlib.Path, run, texts: Sequence[str]) -> None:
     loaded = tf.saved_model.load(str(saved_dir))
     for head, task in run.tasks.items():
         out = loaded.signatures[head](text=tf.constant(list(texts)))
+        explained = None
+        if explain_signature(head) in loaded.signatures:  # not the over-long text: dozens of entities, nothing to learn
+            explained = loaded.signatures[explain_signature(head)](text=tf.constant(list(texts[:-1])))
         if task == NER:
             counts = out["token_count"].numpy().tolist()
             got = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(out["tags"].numpy(), counts)]
@@ -94,11 +116,17 @@ def _verify(saved_dir: pathlib.Path, run, texts: Sequence[str]) -> None:
             if got != expected:
                 bad = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
                 raise RunError(f"export check failed: signature {head!r} tags {texts[bad]!r} as {got[bad]} but the run gives {expected[bad]}")
+            if explained is not None:
+                tags = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(explained["tags"].numpy(), explained["token_count"].numpy())]
+                if tags != expected[:-1]:
+                    raise RunError(f"export check failed: signature {explain_signature(head)!r} tags differ from signature {head!r}'s")
         else:
             got = out["probabilities"].numpy()
             expected = run.predict_proba(list(texts), head)
             if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5):
                 raise RunError(f"export check failed: signature {head!r} probabilities differ from the run's (max diff {np.abs(got - expected).max():.2e})")
+            if explained is not None and explained["label"].numpy().tolist() != out["label"].numpy().tolist()[:-1]:
+                raise RunError(f"export check failed: signature {explain_signature(head)!r} explains other labels than signature {head!r} gives")
 
 
 def multitask_card(run, name: str, version: int, command: str | None) -> dict[str, Any]:
@@ -111,13 +139,16 @@ def multitask_card(run, name: str, version: int, command: str | None) -> dict[st
         "name": name,
         "version": version,
         "task": MULTITASK,
-        "signature": f"{DEFAULT_SIGNATURE} = {first} (the first head); one signature per head, named after it: text -> the head's outputs",
+        "signature": (f"{DEFAULT_SIGNATURE} = {first} (the first head); one signature per head, named after it: text -> the head's outputs; "
+                      f"{explain_signature('<head>')}: the head's attributions ({EXPLAIN} = {first}'s)"),
         "labels": run.heads[first].names,
         "heads": {
             head: {
                 "signature": head,
                 "task": run.tasks[head],
                 "outputs": list(OUTPUTS[run.tasks[head]]),
+                "explain_signature": explain_signature(head),
+                "explain_outputs": list(EXPLAIN_OUTPUTS[run.tasks[head]]),
                 "labels": labels.names,
                 **({"label_names": names[head]} if head in names else {}),
                 "labels_file": f"labels_{head}.txt",
@@ -157,7 +188,7 @@ def multitask_export(run, name: str, version: int, command: str | None) -> Servi
     texts = check_texts(run.max_length)
     return ServingExport(module=module, signatures=signatures, verify=lambda saved: _verify(saved, run, texts),
                          card=multitask_card(run, name, version, command), labels=labels, warmup_texts=WARMUP_SENTENCES,
-                         warmup_signatures=list(signatures))
+                         warmup_signatures=[s for s in signatures if not s.startswith(EXPLAIN)])
 
 
 def export_multitask_run(run_dir: str | pathlib.Path, model_base_path: str | pathlib.Path, name: str, *, version: int | None = None,

@@ -44,7 +44,7 @@ def test_one_signature_per_head(run, exported):
     _, version_dir = exported
     assert version_dir.name == "1"
     loaded = tf.saved_model.load(str(version_dir))
-    assert set(loaded.signatures) == {"sentiment", "ner", "serving_default"}
+    assert set(loaded.signatures) == {"sentiment", "ner", "serving_default", "explain", "explain_sentiment", "explain_ner"}
 
     sentiment = loaded.signatures["sentiment"](text=tf.constant(SENTENCES))
     assert set(sentiment) == CLASSIFIER_OUTPUTS
@@ -59,6 +59,38 @@ def test_one_signature_per_head(run, exported):
 
     default = loaded.signatures["serving_default"](text=tf.constant(SENTENCES))  # the first head in the config
     np.testing.assert_allclose(default["probabilities"].numpy(), sentiment["probabilities"].numpy())
+
+
+def test_each_head_is_explained(run, exported):
+    """``explain_<head>`` answers with that head's explanation: the words of each text, one score per word,
+    for the label (or the tags) the head's own signature gives; ``explain`` is the first head's."""
+    _, version_dir = exported
+    loaded = tf.saved_model.load(str(version_dir))
+    texts = tf.constant(SENTENCES[:3])
+
+    explained = loaded.signatures["explain_sentiment"](text=texts)
+    assert set(explained) == {"tokens", "attributions", "label", "class_id", "probability"}
+    assert [x.decode() for x in explained["label"].numpy()] == run.predict(SENTENCES[:3], "sentiment")["label"].tolist()
+    words = [[w.decode() for w in row if w] for row in explained["tokens"].numpy()]
+    assert words == [s.lower().split() for s in SENTENCES[:3]]  # the uncased word pieces, joined back into words
+    scores = explained["attributions"].numpy()
+    assert all(np.all(np.isfinite(row[:len(w)])) and np.any(row[:len(w)] != 0) for row, w in zip(scores, words))
+    first = loaded.signatures["explain"](text=texts)  # the first head's, as serving_default is
+    np.testing.assert_allclose(first["attributions"].numpy(), scores, atol=1e-6)
+
+    entities = loaded.signatures["explain_ner"](text=texts)
+    assert _tags(entities) == run.predict_tags(SENTENCES[:3], "ner")
+    assert {"tokens", "tags", "token_count", "attributions"} <= set(entities)
+
+
+def test_head_explanations_load_with_only_tensorflow_and_text(run, exported, tmp_path):
+    """What the stock server links: the NER head's ``explain_ner`` answers in plain TF + tensorflow_text."""
+    from tests.compose.conftest import load_in_plain_tf
+
+    _, version_dir = exported
+    out = load_in_plain_tf(version_dir, "explain_ner", {"text": SENTENCES[:1]}, tmp_path)
+    assert [out["tags"][0][: out["token_count"][0]]] == run.predict_tags(SENTENCES[:1], "ner")
+    assert len(out["attributions"][0]) == out["entity_count"][0]  # one row of word scores per predicted entity
 
 
 def test_weights_are_saved_once(run, exported):
@@ -87,6 +119,7 @@ def test_assets_card_and_warmup(run, exported):
     assert card["heads"]["ner"]["metrics"]["entity_f1"] == pytest.approx(run.info["metrics"]["validation"]["ner"]["entity_f1"])
     assert card["heads"]["sentiment"]["metrics"]["accuracy"] == pytest.approx(run.info["metrics"]["validation"]["sentiment"]["accuracy"])
     assert card["signature"].startswith("serving_default = sentiment")
+    assert card["heads"]["ner"]["explain_signature"] == "explain_ner" and "attributions" in card["heads"]["ner"]["explain_outputs"]
     warmup = version_dir / "assets.extra" / "tf_serving_warmup_requests"
     names = [prediction_log_pb2.PredictionLog.FromString(r.numpy()).predict_log.request.model_spec.signature_name for r in tf.data.TFRecordDataset(str(warmup))]
     assert set(names) == {"sentiment", "ner", "serving_default"}
@@ -137,6 +170,11 @@ def test_served_heads_over_grpc(run, server):
 
         response = _predict(stub, SENTENCES, "")  # no signature_name: serving_default, the first head
         assert response.model_spec.signature_name == "serving_default" and set(response.outputs) == CLASSIFIER_OUTPUTS
+
+        response = _predict(stub, SENTENCES[:1], "explain_ner")  # a head's explanation, by signature name
+        counts = tf.make_ndarray(response.outputs["token_count"])
+        assert [[t.decode() for t in row[:n]] for row, n in zip(tf.make_ndarray(response.outputs["tags"]), counts)] == run.predict_tags(SENTENCES[:1], "ner")
+        assert tf.make_ndarray(response.outputs["attributions"]).dtype == np.float32
 
         with pytest.raises(grpc.RpcError) as err:
             _predict(stub, SENTENCES, "topic")
