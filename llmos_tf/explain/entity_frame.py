@@ -120,7 +120,12 @@ def explain_tagger_savedmodel(loaded_signature, texts: Sequence[str]) -> EntityE
 
     texts = [str(t) for t in texts]
     out = {k: v.numpy() for k, v in loaded_signature(text=tf.constant(texts)).items()}
-    return _frame(*frame_from_outputs(texts, out))
+    return entity_explanations(texts, out)
+
+
+def entity_explanations(texts: Sequence[str], out: dict[str, np.ndarray]) -> EntityExplanations:
+    """The frame of a tagger ``explain`` signature's answer (numpy arrays: from a loaded SavedModel or a server)."""
+    return _frame(*frame_from_outputs([str(t) for t in texts], out))
 
 
 def _groups(frame: pd.DataFrame):

@@ -114,6 +114,11 @@ def explain_savedmodel(version_dir: str | pathlib.Path, texts: Sequence[str]) ->
         raise RunError(f"{version_dir}: this version has no 'explain' signature (exported before it existed, a TFLite-only version, "
                        f"or a tagger); re-export its run with llmos export, or pass the run folder")
     out = {k: v.numpy() for k, v in loaded.signatures["explain"](text=tf.constant([str(t) for t in texts])).items()}
+    return frame_from_explain_outputs(texts, out)
+
+
+def frame_from_explain_outputs(texts: Sequence[str], out: dict[str, np.ndarray]) -> Explanations:
+    """The frame of a classifier ``explain`` signature's answer (numpy arrays: from a loaded SavedModel or a server)."""
     rows = []
     for i, text in enumerate(texts):
         words, scores = _unpad(out["tokens"][i], out["attributions"][i])

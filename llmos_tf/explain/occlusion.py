@@ -27,8 +27,9 @@ def drop_one_word_variants(text: str) -> tuple[list[str], list[str]]:
 
 
 def occlusion_explain(target: str, model: str, texts: Sequence[str], *, version: int | None = None, version_label: str | None = None,
-                      timeout: float = 30.0) -> Explanations:
-    """Occlusion scores of ``texts`` from the served ``model`` at ``target`` (``HOST:PORT``, gRPC)."""
+                      timeout: float = 30.0, signature: str = "serving_default") -> Explanations:
+    """Occlusion scores of ``texts`` from the served ``model`` at ``target`` (``HOST:PORT``, gRPC); ``signature``: which
+    classifier signature answers (a multitask version's head)."""
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -43,7 +44,7 @@ def occlusion_explain(target: str, model: str, texts: Sequence[str], *, version:
             words, variants = drop_one_word_variants(str(text))
             request = predict_pb2.PredictRequest()
             request.model_spec.name = model
-            request.model_spec.signature_name = "serving_default"
+            request.model_spec.signature_name = signature
             if version is not None:
                 request.model_spec.version.value = int(version)
             elif version_label:

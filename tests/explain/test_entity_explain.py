@@ -207,3 +207,31 @@ def test_evaluate_robustness_on_a_tagger(run, data, capsys):  # noqa: F811
 
     print_trust(out)  # what the text form of the command prints after the conlleval report
     assert "entity_f1" in capsys.readouterr().out.split("robustness (rate 0.15, seed 1):")[1]
+
+
+def test_llmos_explain_server_asks_the_served_explain_signature(server, exported, capsys):
+    """``llmos explain --server`` on a served tagger: the server's own `explain` (integrated gradients per entity), the same
+    entities and word scores as explaining the exported folder locally."""
+    from llmos_tf.cli import main
+
+    assert main(["explain", "--server", server.target, "--model", "bert", "--json", *SENTENCES[:2]]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert main(["explain", "--model", str(exported / "bert" / "1"), "--json", *SENTENCES[:2]]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert served["method"] == local["method"] == "integrated_gradients"
+    assert [s["tags"] for s in served["sentences"]] == [s["tags"] for s in local["sentences"]]
+    assert sum(len(s["entities"]) for s in served["sentences"]) >= 1
+    for got, want in zip(served["sentences"], local["sentences"]):
+        assert [(e["type"], e["start"], e["end"]) for e in got["entities"]] == [(e["type"], e["start"], e["end"]) for e in want["entities"]]
+        for a, b in zip(got["entities"], want["entities"]):
+            assert [w["word"] for w in a["words"]] == [w["word"] for w in b["words"]]
+            np.testing.assert_allclose([w["attribution"] for w in a["words"]], [w["attribution"] for w in b["words"]], atol=1e-5)
+
+
+def test_explain_server_names_the_heads_when_a_head_is_missing(server):
+    """A head that does not exist is named with the model's heads; no occlusion is tried on a tagger (it has no probabilities)."""
+    from llmos_tf.explain.served import explain_served
+    from llmos_tf.serving.errors import ServingError
+
+    with pytest.raises(ServingError, match="no head 'topic'.*single-task"):
+        explain_served(server.target, "bert", SENTENCES[:1], head="topic")

@@ -41,7 +41,38 @@ def exported(trained_run, tiny_bert_run, tmp_path_factory):
     export_run(trained_run, base, "tiny")
     export_model(TrainedRun.load(trained_run), None, base, "tiny_int8", weights="int8")  # int8 kernels, fused BiLSTM loop
     export_model(TrainedRun.load(tiny_bert_run), None, base, "bert_int8", weights="int8")
+    _save_keyword_models(base)
     return base
+
+
+def _save_keyword_models(base):
+    """Two SavedModels written with plain TF, no `explain` signature (someone else's models): a keyword sentiment
+    classifier (``probabilities``, ``label``, ``class_id``) and a tagger whose ``serving_default`` gives only tags."""
+    labels = tf.constant(["negative", "positive"])
+    spec = tf.TensorSpec([None], tf.string, name="text")
+
+    class Keywords(tf.Module):
+        @tf.function(input_signature=[spec])
+        def classify(self, text):
+            words = tf.strings.split(tf.strings.lower(text))
+
+            def count(pattern):  # keyword words per text
+                found = tf.ragged.map_flat_values(tf.strings.regex_full_match, words, pattern)
+                return tf.reduce_sum(tf.cast(found, tf.float32), axis=1)
+
+            score = count("wonderful|lovely") - count("awful|dull")
+            probabilities = tf.nn.softmax(tf.stack([-score, score], axis=1))
+            class_id = tf.argmax(probabilities, axis=1)
+            return {"probabilities": probabilities, "label": tf.gather(labels, class_id), "class_id": class_id}
+
+        @tf.function(input_signature=[spec])
+        def tag(self, text):
+            words = tf.strings.split(text)
+            return {"tags": tf.fill(tf.shape(words.to_tensor()), "O"), "token_count": tf.cast(words.row_lengths(), tf.int32)}
+
+    module = Keywords()
+    tf.saved_model.save(module, str(base / "keywords" / "1"), signatures={"serving_default": module.classify})
+    tf.saved_model.save(module, str(base / "keyword_tagger" / "1"), signatures={"serving_default": module.tag})
 
 
 def test_explain_loads_with_only_tensorflow_and_text(exported, trained_run):
@@ -106,3 +137,34 @@ def test_occlusion_over_grpc(server):
     for row, top in zip(frame.itertuples(), (("wonderful", "lovely"), ("awful", "dull"))):
         assert row.words == row.text.split()
         assert row.words[int(np.argmax(row.attributions))] in top
+
+
+def test_llmos_explain_server_uses_the_served_explain_signature(server, exported, capsys):
+    """With --server, a model that has `explain` is explained by the server (integrated gradients): the same words and
+    scores as the exported folder's signature locally, not occlusion."""
+    from llmos_tf.cli import main
+
+    assert main(["explain", "--server", server.target, "--model", "tiny", "--json", *TEXTS]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert main(["explain", "--model", str(exported / "tiny" / "1"), "--json", *TEXTS]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert served["method"] == local["method"] == "integrated_gradients"
+    for got, want in zip(served["explanations"], local["explanations"]):
+        assert [w["word"] for w in got["words"]] == [w["word"] for w in want["words"]] and got["label"] == want["label"]
+        np.testing.assert_allclose([w["attribution"] for w in got["words"]], [w["attribution"] for w in want["words"]], atol=1e-5)
+
+
+def test_llmos_explain_server_falls_back_to_occlusion_without_explain(server):
+    """A served classifier without `explain` (a plain-TF keyword model) is explained by occlusion; a served tagger without
+    it is refused with the reason (no probabilities to occlude) and what to do."""
+    from llmos_tf.explain.served import explain_served
+    from llmos_tf.serving.errors import ServingError
+
+    result = explain_served(server.target, "keywords", TEXTS)
+    assert (result.kind, result.method, result.signature) == ("classifier", "occlusion", "serving_default")
+    assert result.frame["label"].tolist() == ["positive", "negative"]
+    for row, keywords in zip(result.frame.itertuples(), (("wonderful", "lovely"), ("awful", "dull"))):
+        assert row.words[int(np.argmax(row.attributions))] in keywords  # dropping a keyword moves the answer, other words do not
+        assert all(a == pytest.approx(0.0, abs=1e-6) for w, a in zip(row.words, row.attributions) if w not in keywords)
+    with pytest.raises(ServingError, match="no 'explain' signature.*re-export"):
+        explain_served(server.target, "keyword_tagger", TEXTS)

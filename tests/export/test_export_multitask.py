@@ -210,3 +210,22 @@ def test_served_head_over_rest(run, server):
     assert [row["tags"][: row["token_count"]] for row in body["predictions"]] == expected
     status, body = rest.request("POST", "/v1/models/mt:predict", {"signature_name": "sentiment", "inputs": {"text": SENTENCES[1:2]}})
     assert status == 200 and body["outputs"]["label"] == run.predict(SENTENCES[1:2], "sentiment")["label"].tolist()
+
+
+def test_llmos_explain_picks_a_head(run, exported, server, capsys):
+    """``llmos explain --head``: a multitask export's head, from the folder and from the server (its explain_<head>)."""
+    from llmos_tf.cli import main
+
+    _, version_dir = exported
+    assert main(["explain", "--model", str(version_dir), "--head", "ner", "--json", SENTENCES[0]]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert [s["tags"] for s in local["sentences"]] == run.predict_tags(SENTENCES[:1], "ner")
+    assert main(["explain", "--server", server.target, "--model", "mt", "--head", "ner", "--json", SENTENCES[0]]) == 0
+    served = json.loads(capsys.readouterr().out)
+    assert [[(e["type"], e["start"], e["end"]) for e in s["entities"]] for s in served["sentences"]] == \
+        [[(e["type"], e["start"], e["end"]) for e in s["entities"]] for s in local["sentences"]]
+
+    assert main(["explain", "--server", server.target, "--model", "mt", "--head", "sentiment", "--json", *SENTENCES[1:3]]) == 0
+    sentiment = json.loads(capsys.readouterr().out)
+    assert sentiment["head"] == "sentiment" and sentiment["method"] == "integrated_gradients"
+    assert [row["label"] for row in sentiment["explanations"]] == run.predict(SENTENCES[1:3], "sentiment")["label"].tolist()
