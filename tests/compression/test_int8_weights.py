@@ -14,15 +14,15 @@ from tests.compression.conftest import bert_batch, tiny_bert_classifier
 PLAIN_TF = r"""
 import json, sys
 import tensorflow as tf, tensorflow_text  # noqa: F401
-path, texts = sys.argv[1], json.loads(sys.argv[2])
-out = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))
+path, texts, signature = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+out = tf.saved_model.load(path).signatures[signature](text=tf.constant(texts))
 assert not any(m.startswith("llmos_tf") for m in sys.modules), "llmos_tf was imported"
 print(json.dumps({k: v.numpy().tolist() if v.dtype != tf.string else [x.decode() if isinstance(x, bytes) else [y.decode() for y in x] for x in v.numpy()] for k, v in out.items()}))
 """
 
 
-def plain_tf_answers(path, texts) -> dict:
-    done = subprocess.run([sys.executable, "-I", "-c", PLAIN_TF, str(path), json.dumps(list(texts))],
+def plain_tf_answers(path, texts, signature: str = "serving_default") -> dict:
+    done = subprocess.run([sys.executable, "-I", "-c", PLAIN_TF, str(path), json.dumps(list(texts)), signature],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
