@@ -56,7 +56,7 @@ def _split_tags(tags: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def entity_chunks(tags: tf.Tensor, valid: tf.Tensor) -> dict[str, tf.Tensor]:
     """conlleval chunks of word tags ``[B, W]`` (``valid``: the sentence's words) in plain TF ops.
 
-    Same boundaries as :func:`llmos_tf.training.conlleval.entity_spans` (a chunk starts at ``B-``, at
+    Same boundaries as :func:`llmos_tf.metrics.conlleval.entity_spans` (a chunk starts at ``B-``, at
     ``I-`` after ``O``, at a change of type; ends before ``B-``, ``O``, a change of type). Returns
     ``entity [B, W]`` (the chunk index of each word within its sentence, -1 outside), ``count [B]``,
     and ragged ``[B, (E)]`` ``types``, ``starts``, ``ends`` (word offsets, ``end`` exclusive).

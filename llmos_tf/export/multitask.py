@@ -53,6 +53,7 @@ from llmos_tf.export.signatures import EXPLAIN, ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
 from llmos_tf.export.tagger import EXPLAIN_OUTPUTS as TAGGER_EXPLAIN_OUTPUTS
 from llmos_tf.tasks.multitask import MULTITASK
+from llmos_tf.task_kinds import task_kind
 from llmos_tf.tasks.multitask_heads import CLASSIFICATION, NER, head_model
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -77,7 +78,7 @@ class MultitaskServingModule(tf.Module):
         self.heads = {}
         for name, labels in heads.items():
             view = head_model(model, name)
-            if tasks[name] == NER:
+            if task_kind(tasks[name]).predicts == "word_tags":  # an NER head
                 self.heads[name] = TaggerServingModule(tokenizer.encoder, view, labels.names)
             else:
                 self.heads[name] = ClassifierServingModule(tokenizer, view, labels.names, max_length, features=bert_features)
@@ -109,7 +110,7 @@ def _verify(saved_dir: pathlib.Path, run, texts: Sequence[str]) -> None:
         explained = None
         if explain_signature(head) in loaded.signatures:  # not the over-long text: dozens of entities, nothing to learn
             explained = loaded.signatures[explain_signature(head)](text=tf.constant(list(texts[:-1])))
-        if task == NER:
+        if task_kind(task).predicts == "word_tags":
             counts = out["token_count"].numpy().tolist()
             got = [[t.decode("utf-8") for t in row[:n]] for row, n in zip(out["tags"].numpy(), counts)]
             expected = run.predict_tags(list(texts), head)
