@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_mirrored_two_logical_cpus_matches_default(tmp_path):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=400, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=900, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
     assert done.returncode == 0, done.stderr[-3000:]
     line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
     out = json.loads(line[len("RESULT "):])
