@@ -148,11 +148,13 @@ def _explain_head(args, ref) -> int:
     import tensorflow_text  # noqa: F401  (the tokenizer ops of the SavedModel)
 
     from llmos_tf._tf import tf
+    from llmos_tf.export.base import EXPLAIN, explain_signature
 
     loaded = tf.saved_model.load(str(ref.path))
-    signature = f"explain_{args.head}" if args.head else "explain"
+    signature = explain_signature(args.head) if args.head else EXPLAIN
     if signature not in loaded.signatures:
-        heads = sorted(name[len("explain_"):] for name in loaded.signatures if name.startswith("explain_"))
+        prefix = explain_signature("")
+        heads = sorted(name[len(prefix):] for name in loaded.signatures if name.startswith(prefix))
         raise RunError(f"{ref.path}: no {signature!r} signature; "
                        + (f"its heads: {', '.join(heads)}" if heads else "exported before multitask versions explained their heads: re-export the run"))
     texts = [str(t) for t in args.texts]

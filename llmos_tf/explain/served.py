@@ -26,7 +26,6 @@ import grpc
 
 from llmos_tf.serving.errors import ServingError
 
-EXPLAIN = "explain"
 NOT_HEADS = ("preprocess", "postprocess", "encode", "search", "member_probabilities")
 
 
@@ -41,6 +40,8 @@ class ServedExplanation:
 
 
 def _heads(signatures: dict[str, Any]) -> list[str]:
+    from llmos_tf.export.base import EXPLAIN
+
     return sorted(name for name in signatures if name != "serving_default" and name not in NOT_HEADS and not name.startswith(EXPLAIN))
 
 
@@ -50,6 +51,7 @@ def explain_served(target: str, model: str, texts: Sequence[str], *, head: str |
     from llmos_tf.explain.entity_frame import entity_explanations
     from llmos_tf.explain.explanations import frame_from_explain_outputs
     from llmos_tf.explain.occlusion import occlusion_explain
+    from llmos_tf.export.base import EXPLAIN, explain_signature
     from llmos_tf.serving.client import Client
 
     texts = [str(t) for t in texts]
@@ -60,7 +62,7 @@ def explain_served(target: str, model: str, texts: Sequence[str], *, head: str |
             heads = _heads(signatures)
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"{target}: model {model!r} has no head {head!r}; "
                                f"its heads (signatures): {', '.join(heads) or 'none (a single-task model: drop --head)'}")
-        explain = f"{EXPLAIN}_{head}" if head else EXPLAIN
+        explain = explain_signature(head) if head else EXPLAIN
         if explain in signatures:
             out = client.predict(model, texts, version=version, label=version_label, signature=explain)
             if "entity_count" in out:

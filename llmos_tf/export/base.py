@@ -33,6 +33,12 @@ from llmos_tf.export.layout import staged_version
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
 PREPROCESS = "preprocess"
 POSTPROCESS = "postprocess"
+EXPLAIN = "explain"  # text -> tokens, attributions, label (llmos_tf.explain.attributions); per entity for taggers
+
+
+def explain_signature(head: str) -> str:
+    """The name of ``head``'s explain signature in a multitask version (``explain`` itself is the first head's)."""
+    return f"{EXPLAIN}_{head}"
 
 WARMUP_TEXTS = ("warm-up request", "a short sentence to compile the graph", "hello")
 WARMUP_FILE = "tf_serving_warmup_requests"

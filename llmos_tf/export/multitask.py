@@ -47,9 +47,9 @@ import numpy as np
 from llmos_tf._tf import tf, tf_keras
 from llmos_tf.data.labels import LabelMap
 from llmos_tf.errors import RunError
-from llmos_tf.export.base import WARMUP_TEXTS, ServingExport, write_version
+from llmos_tf.export.base import EXPLAIN, WARMUP_TEXTS, ServingExport, explain_signature, write_version
 from llmos_tf.export.layout import version_target
-from llmos_tf.export.signatures import EXPLAIN, ClassifierServingModule
+from llmos_tf.export.signatures import ClassifierServingModule
 from llmos_tf.export.tagger import CHECK_SENTENCES, WARMUP_SENTENCES, TaggerServingModule
 from llmos_tf.export.tagger import EXPLAIN_OUTPUTS as TAGGER_EXPLAIN_OUTPUTS
 from llmos_tf.tasks.multitask import MULTITASK
@@ -59,11 +59,6 @@ from llmos_tf.tasks.multitask_heads import CLASSIFICATION, NER, head_model
 DEFAULT_SIGNATURE = "serving_default"
 OUTPUTS = {CLASSIFICATION: ("probabilities", "label", "class_id"), NER: ("tags", "token_count")}
 EXPLAIN_OUTPUTS = {CLASSIFICATION: ("tokens", "attributions", "label", "class_id", "probability"), NER: TAGGER_EXPLAIN_OUTPUTS}
-
-
-def explain_signature(head: str) -> str:
-    """The name of ``head``'s explain signature in a multitask version (``explain`` itself is the first head's)."""
-    return f"{EXPLAIN}_{head}"
 
 
 class MultitaskServingModule(tf.Module):

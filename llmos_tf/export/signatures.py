@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from llmos_tf._tf import tf, tf_keras
-from llmos_tf.export.base import POSTPROCESS, PREPROCESS, TEXT_SPEC  # noqa: F401  (re-exported: signatures.PREPROCESS)
+from llmos_tf.export.base import EXPLAIN, POSTPROCESS, PREPROCESS, TEXT_SPEC  # noqa: F401  (re-exported: signatures.PREPROCESS, .EXPLAIN)
 
 
 def _named(ids_or_features) -> dict[str, tf.Tensor]:
@@ -65,7 +65,6 @@ def sentence_encoder(model) -> Callable | None:
     return vectors
 
 
-EXPLAIN = "explain"  # text -> tokens, attributions, label (llmos_tf.explain.attributions)
 
 
 def _explainer(tokenizer, model, max_length: int, features):
